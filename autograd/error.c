@@ -1,0 +1,82 @@
+/* Error messages, counted allocation and the thread-count knob. */
+#include <omp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+static _Thread_local char err_msg[512];
+static atomic_uint_fast64_t alloc_calls;
+
+const char *loom_error_message(void) { return err_msg; }
+
+void loom_error_clear(void) { err_msg[0] = '\0'; }
+
+loom_status loom_error_set(loom_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void *loom_malloc(size_t bytes)
+{
+    atomic_fetch_add(&alloc_calls, 1);
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) loom_error_set(LOOM_ENOMEM, "out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void *loom_calloc(size_t n, size_t size)
+{
+    atomic_fetch_add(&alloc_calls, 1);
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) loom_error_set(LOOM_ENOMEM, "out of memory allocating %zu x %zu bytes", n, size);
+    return p;
+}
+
+void loom_free(void *p) { free(p); }
+
+uint64_t loom_alloc_count(void) { return atomic_load(&alloc_calls); }
+
+void loom_threads_set(int n)
+{
+    if (n > 0) omp_set_num_threads(n);
+}
+
+int loom_threads_get(void) { return omp_get_max_threads(); }
+
+double loom_sum_blocked(const float *x, size_t n)
+{
+    /* Block boundaries depend on n only, never on the thread count. */
+    size_t bs = (n + 63) / 64;
+    if (bs < LOOM_RED_BLOCK) bs = LOOM_RED_BLOCK;
+    long nb = (long)((n + bs - 1) / bs);
+    double part[64];
+    LOOM_PFOR_IF(n >= LOOM_PAR_MIN, b, nb, {
+        size_t lo = (size_t)b * bs, hi = lo + bs < n ? lo + bs : n;
+        double s = 0;
+        for (size_t i = lo; i < hi; i++) s += x[i];
+        part[b] = s;
+    });
+    double s = 0;
+    for (long b = 0; b < nb; b++) s += part[b];
+    return s;
+}
+
+void loom_add_colsum(float *g, const float *dout, int rows, int cols)
+{
+    /* Each thread owns a range of columns and walks rows in order: same bits on any thread count. */
+    LOOM_PARALLEL_IF((long)rows * cols >= LOOM_PAR_MIN, {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int c0 = (int)((long)cols * id / nt), c1 = (int)((long)cols * (id + 1) / nt);
+        for (int r = 0; r < rows; r++) {
+            const float *row = dout + (size_t)r * cols;
+            for (int c = c0; c < c1; c++) g[c] += row[c];
+        }
+    });
+}

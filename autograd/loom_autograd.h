@@ -1,0 +1,271 @@
+/* loom autograd: tensors, arena, flat parameter store, tape, ops, RNG, gradcheck.
+ * Everything is float32, row-major, two-dimensional [rows x cols]. */
+#ifndef LOOM_AUTOGRAD_H
+#define LOOM_AUTOGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum {
+    LOOM_OK = 0,
+    LOOM_ESHAPE = -1,  /* shapes do not fit the op */
+    LOOM_EARG = -2,    /* a bad argument value */
+    LOOM_ENOMEM = -3,  /* an allocation failed */
+    LOOM_EIO = -4,     /* a file could not be read or written */
+    LOOM_EFORMAT = -5, /* a file's contents are not what was expected */
+    LOOM_ESTATE = -6   /* the call does not fit the object's state */
+} loom_status;
+
+/* The message of the last failed call on this thread ("" when none). */
+const char *loom_error_message(void);
+/* Records a failure with a printf-style message; returns the status for chaining. */
+loom_status loom_error_set(loom_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Clears the thread's error message. */
+void loom_error_clear(void);
+
+/* malloc/calloc/free used by loom; loom_alloc_count() counts calls for tests. */
+void *loom_malloc(size_t bytes);
+void *loom_calloc(size_t n, size_t size);
+void loom_free(void *p);
+/* Number of loom_malloc/loom_calloc calls made so far by this process. */
+uint64_t loom_alloc_count(void);
+
+/* ---------------------------------------------------------------- tensor */
+
+typedef struct loom_tensor {
+    float *data;       /* rows*cols values, row-major */
+    float *grad;       /* same size; NULL until a gradient reaches it */
+    int rows, cols;
+    int requires_grad; /* 1 if a gradient should flow into this tensor */
+    int owns;          /* 1 if data/grad were heap-allocated by loom_tensor_new */
+} loom_tensor;
+
+/* A heap tensor (data zeroed); with requires_grad a zeroed grad buffer too. NULL on failure. */
+loom_tensor *loom_tensor_new(int rows, int cols, int requires_grad);
+/* Frees a tensor made by loom_tensor_new. */
+void loom_tensor_free(loom_tensor *t);
+/* Number of elements. */
+static inline size_t loom_tensor_size(const loom_tensor *t) { return (size_t)t->rows * (size_t)t->cols; }
+/* Sets every element of the tensor's gradient to zero (no-op without one). */
+void loom_tensor_zero_grad(loom_tensor *t);
+
+/* ---------------------------------------------------------------- arena */
+
+/* Bump allocator for per-step values. Grows while warming up; reset()
+ * merges its chunks into one so later steps allocate nothing. */
+typedef struct loom_arena loom_arena;
+
+/* A new arena with an initial capacity in bytes (0 picks a default). */
+loom_arena *loom_arena_new(size_t bytes);
+/* Frees the arena and everything in it. */
+void loom_arena_free(loom_arena *a);
+/* 64-byte aligned memory valid until the next reset; NULL on failure. */
+void *loom_arena_alloc(loom_arena *a, size_t bytes);
+/* Forgets everything allocated; keeps (and coalesces) the memory. */
+void loom_arena_reset(loom_arena *a);
+/* Bytes handed out since the last reset, and bytes reserved in total. */
+size_t loom_arena_used(const loom_arena *a);
+size_t loom_arena_capacity(const loom_arena *a);
+
+/* ---------------------------------------------------------------- RNG */
+
+/* Counter-based generator: value i of a stream is a pure function of
+ * (seed, counter + i), so the result does not depend on thread count. */
+typedef struct loom_rng {
+    uint64_t seed;
+    uint64_t counter;
+} loom_rng;
+
+/* A generator for a seed, at position 0. */
+loom_rng loom_rng_init(uint64_t seed);
+/* The next 64 random bits. */
+uint64_t loom_rng_next(loom_rng *r);
+/* A uniform float in [0, 1). */
+float loom_rng_uniform(loom_rng *r);
+/* A standard normal float. */
+float loom_rng_normal(loom_rng *r);
+/* Fills n floats uniform in [lo, hi), in parallel, advancing the counter by n. */
+void loom_rng_fill_uniform(loom_rng *r, float *out, size_t n, float lo, float hi);
+/* Fills n floats from N(mean, std^2), advancing the counter by n. */
+void loom_rng_fill_normal(loom_rng *r, float *out, size_t n, float mean, float std);
+/* A uniform integer in [0, n). */
+uint32_t loom_rng_below(loom_rng *r, uint32_t n);
+
+/* ---------------------------------------------------------------- params */
+
+/* One flat buffer of parameters, one of gradients with the same layout,
+ * and named views into both. Declare with add(), then alloc(). */
+typedef struct loom_params loom_params;
+
+typedef enum { LOOM_INIT_ZERO, LOOM_INIT_UNIFORM, LOOM_INIT_NORMAL, LOOM_INIT_CONST } loom_init_kind;
+typedef struct loom_init {
+    loom_init_kind kind;
+    float a, b; /* uniform [a,b); normal mean a, std b; const a */
+} loom_init;
+
+/* An empty parameter store. */
+loom_params *loom_params_new(void);
+/* Frees the store, its buffers and its views. */
+void loom_params_free(loom_params *p);
+/* Declares a named [rows x cols] parameter; the view's data is valid after alloc(). */
+loom_tensor *loom_params_add(loom_params *p, const char *name, int rows, int cols, loom_init init);
+/* Allocates the flat buffers and draws every initial value from rng, in declaration order. */
+loom_status loom_params_alloc(loom_params *p, loom_rng *rng);
+/* Sets the whole gradient buffer to zero. */
+void loom_params_zero_grad(loom_params *p);
+/* Total number of floats, and the flat buffers. */
+size_t loom_params_size(const loom_params *p);
+float *loom_params_data(loom_params *p);
+float *loom_params_grad(loom_params *p);
+/* Number of views, and view i's name and tensor. */
+int loom_params_count(const loom_params *p);
+const char *loom_params_name(const loom_params *p, int i);
+loom_tensor *loom_params_view(loom_params *p, int i);
+/* The view with this name, or NULL. */
+loom_tensor *loom_params_find(loom_params *p, const char *name);
+
+/* ---------------------------------------------------------------- tape */
+
+typedef struct loom_tape loom_tape;
+typedef struct loom_node loom_node;
+
+/* Backward of one op: adds the gradient of node->out into each input that requires one. */
+typedef void (*loom_backward_fn)(loom_node *node);
+
+#define LOOM_MAX_INPUTS 4
+struct loom_node {
+    const char *op;         /* op name, for errors and debugging */
+    loom_backward_fn backward;
+    loom_tensor *out;
+    loom_tensor *in[LOOM_MAX_INPUTS];
+    int n_in;
+    int i[4];               /* small integer arguments */
+    float f[2];             /* small float arguments */
+    void *ctx;              /* op-specific saved data, from the arena */
+    loom_tape *tape;
+};
+
+/* A new tape with an arena of the given initial size (0 picks a default). */
+loom_tape *loom_tape_new(size_t arena_bytes);
+/* Frees the tape and its arena. */
+void loom_tape_free(loom_tape *t);
+/* Forgets all nodes and per-step tensors; keeps the memory for the next step. */
+void loom_tape_reset(loom_tape *t);
+/* Turns recording off (1) or on (0); returns the previous setting. Off = inference. */
+int loom_tape_set_nograd(loom_tape *t, int nograd);
+/* 1 while recording is off. */
+int loom_tape_nograd(const loom_tape *t);
+/* Walks the nodes in reverse from a [1x1] loss, accumulating gradients with +=. */
+loom_status loom_tape_backward(loom_tape *t, loom_tensor *loss);
+/* The tape's arena, for per-step buffers of the caller's own. */
+loom_arena *loom_tape_arena(loom_tape *t);
+/* A per-step tensor from the arena (data uninitialised, no grad). NULL on failure. */
+loom_tensor *loom_tape_tensor(loom_tape *t, int rows, int cols);
+/* The same, zero-filled. */
+loom_tensor *loom_tape_zeros(loom_tape *t, int rows, int cols);
+/* A per-step tensor copying n = rows*cols values from src. */
+loom_tensor *loom_tape_from(loom_tape *t, int rows, int cols, const float *src);
+/* The first error an op hit since the last reset (LOOM_OK if none). */
+loom_status loom_tape_status(const loom_tape *t);
+/* Number of nodes recorded since the last reset. */
+int loom_tape_length(const loom_tape *t);
+
+/* Records a custom op. Returns the node (fill i/f/ctx) or NULL in no-grad mode
+ * or when no input requires a gradient; out->requires_grad is set to match. */
+loom_node *loom_tape_record(loom_tape *t, const char *op, loom_backward_fn backward, loom_tensor *out,
+                            loom_tensor *const *in, int n_in);
+/* The gradient buffer of a tensor, zero-filled from the arena on first use. */
+float *loom_tape_grad(loom_tape *t, loom_tensor *x);
+/* Fails an op: records the first error on the tape and returns NULL. */
+loom_tensor *loom_tape_fail(loom_tape *t, loom_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---------------------------------------------------------------- ops
+ * Each op returns a new per-step tensor, or NULL with a message (see
+ * loom_error_message) when a shape or argument is wrong or an input is NULL;
+ * so a chain of ops can be checked once at its end. */
+
+/* op(a) @ op(b), where op transposes when ta / tb is nonzero (CBLAS sgemm). */
+loom_tensor *loom_op_matmul(loom_tape *t, loom_tensor *a, loom_tensor *b, int ta, int tb);
+/* a + b; b may be [1 x cols] and is then added to every row. */
+loom_tensor *loom_op_add(loom_tape *t, loom_tensor *a, loom_tensor *b);
+/* a - b, broadcasting b like add. */
+loom_tensor *loom_op_sub(loom_tape *t, loom_tensor *a, loom_tensor *b);
+/* a * b elementwise, broadcasting b like add. */
+loom_tensor *loom_op_mul(loom_tape *t, loom_tensor *a, loom_tensor *b);
+/* s * a. */
+loom_tensor *loom_op_scale(loom_tape *t, loom_tensor *a, float s);
+/* Elementwise nonlinearities. */
+loom_tensor *loom_op_sigmoid(loom_tape *t, loom_tensor *a);
+loom_tensor *loom_op_tanh(loom_tape *t, loom_tensor *a);
+loom_tensor *loom_op_relu(loom_tape *t, loom_tensor *a);
+/* Joins n tensors with the same rows along the feature axis. */
+loom_tensor *loom_op_concat(loom_tape *t, loom_tensor *const *parts, int n);
+/* Columns [col, col+ncols) of a. */
+loom_tensor *loom_op_slice(loom_tape *t, loom_tensor *a, int col, int ncols);
+/* Rows [row, row+nrows) of a. */
+loom_tensor *loom_op_rows(loom_tape *t, loom_tensor *a, int row, int nrows);
+/* Sum and mean of all elements, as [1 x 1]. */
+loom_tensor *loom_op_sum(loom_tape *t, loom_tensor *a);
+loom_tensor *loom_op_mean(loom_tape *t, loom_tensor *a);
+/* Rows idx[0..n) of table [V x D] as [n x D]; backward scatter-adds into table. */
+loom_tensor *loom_op_embedding(loom_tape *t, loom_tensor *table, const int *idx, int n);
+/* Weighted mean of -log softmax(logits)[target] over rows: sum w_r*ce_r / sum w_r.
+ * weight may be NULL (all 1); rows of weight 0 (padding) add nothing. [1 x 1]. */
+loom_tensor *loom_op_softmax_ce(loom_tape *t, loom_tensor *logits, const int *target, const float *weight);
+/* Weighted mean squared error: sum_r w_r * sum_c (p-y)^2 / (cols * sum w_r). weight may be NULL. */
+loom_tensor *loom_op_mse(loom_tape *t, loom_tensor *pred, const loom_tensor *target, const float *weight);
+/* Inverted dropout with drop probability p, mask drawn from rng; p == 0 is the identity. */
+loom_tensor *loom_op_dropout(loom_tape *t, loom_tensor *a, float p, loom_rng *rng);
+/* The same values with no gradient flowing back (stop-gradient). */
+loom_tensor *loom_op_detach(loom_tape *t, loom_tensor *a);
+/* Row r of the result is a's row r where keep[r] is nonzero, else b's row r. */
+loom_tensor *loom_op_select_rows(loom_tape *t, const unsigned char *keep, loom_tensor *a, loom_tensor *b);
+
+/* ---------------------------------------------------------------- gradcheck */
+
+/* Builds a scalar [1x1] from loom ops on the tape. */
+typedef loom_tensor *(*loom_scalar_fn)(loom_tape *t, void *ctx);
+
+typedef struct loom_gradcheck_result {
+    double worst_rel_err;  /* max over elements of |a-n| / max(|a|, |n|, floor * max|a|) */
+    int worst_tensor;      /* which of the checked tensors, and which element */
+    size_t worst_index;
+    double analytic, numeric; /* the two values at the worst element */
+    size_t checked;        /* elements compared */
+} loom_gradcheck_result;
+
+/* Compares backward's gradients of fn with central differences (step eps)
+ * for every element of the n given tensors (parameter views or heap tensors).
+ * fn must give the same value for the same inputs (fix any RNG inside it).
+ * floor, a fraction of the largest gradient, keeps float32 noise on tiny
+ * gradients from dominating the relative error (1e-2 is typical). */
+loom_status loom_gradcheck(loom_scalar_fn fn, void *ctx, loom_tensor *const *wrt, int n, float eps, double floor,
+                           loom_gradcheck_result *out);
+
+/* ---------------------------------------------------------------- threads */
+
+/* Elementwise kernels with fewer elements than this run serially. */
+#define LOOM_PAR_MIN 16384
+/* Sets OpenMP's thread count (and so OpenBLAS's, which shares the pool). */
+void loom_threads_set(int n);
+/* Current OpenMP thread count. */
+int loom_threads_get(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

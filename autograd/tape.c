@@ -1,0 +1,181 @@
+/* The tape: nodes recorded in order, walked in reverse by backward. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct loom_tape {
+    loom_node *nodes;
+    int n, cap;
+    loom_arena *arena;
+    int nograd;
+    int consumed;      /* backward already ran over these nodes */
+    loom_status status; /* first op error since reset */
+};
+
+loom_tape *loom_tape_new(size_t arena_bytes)
+{
+    loom_tape *t = loom_calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->arena = loom_arena_new(arena_bytes);
+    t->cap = 1024;
+    t->nodes = loom_malloc((size_t)t->cap * sizeof *t->nodes);
+    if (!t->arena || !t->nodes) {
+        loom_tape_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void loom_tape_free(loom_tape *t)
+{
+    if (!t) return;
+    loom_arena_free(t->arena);
+    loom_free(t->nodes);
+    loom_free(t);
+}
+
+void loom_tape_reset(loom_tape *t)
+{
+    t->n = 0;
+    t->consumed = 0;
+    t->status = LOOM_OK;
+    loom_arena_reset(t->arena);
+}
+
+int loom_tape_set_nograd(loom_tape *t, int nograd)
+{
+    int old = t->nograd;
+    t->nograd = nograd;
+    return old;
+}
+
+int loom_tape_nograd(const loom_tape *t) { return t->nograd; }
+loom_arena *loom_tape_arena(loom_tape *t) { return t->arena; }
+loom_status loom_tape_status(const loom_tape *t) { return t->status; }
+int loom_tape_length(const loom_tape *t) { return t->n; }
+
+loom_tensor *loom_tape_fail(loom_tape *t, loom_status status, const char *fmt, ...)
+{
+    if (t->status == LOOM_OK) {
+        char msg[480];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        loom_error_set(status, "%s", msg);
+        t->status = status;
+    }
+    return NULL;
+}
+
+int loom_tape_null_inputs(loom_tape *t, const char *op, loom_tensor *const *in, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (!in[k]) {
+            loom_tape_fail(t, LOOM_EARG, "%s: input %d is NULL", op, k);
+            return 1;
+        }
+    return 0;
+}
+
+loom_tensor *loom_tape_tensor(loom_tape *t, int rows, int cols)
+{
+    if (rows <= 0 || cols <= 0) return loom_tape_fail(t, LOOM_ESHAPE, "tensor: [%dx%d]: sizes must be positive", rows, cols);
+    loom_tensor *x = loom_arena_alloc(t->arena, sizeof *x + (size_t)rows * cols * sizeof(float));
+    if (!x) return loom_tape_fail(t, LOOM_ENOMEM, "tensor: out of memory for [%dx%d]", rows, cols);
+    /* The data follows the struct; the arena's 64-byte rounding keeps it 4-byte aligned. */
+    x->data = (float *)(x + 1);
+    x->grad = NULL;
+    x->rows = rows;
+    x->cols = cols;
+    x->requires_grad = 0;
+    x->owns = 0;
+    return x;
+}
+
+loom_tensor *loom_tape_zeros(loom_tape *t, int rows, int cols)
+{
+    loom_tensor *x = loom_tape_tensor(t, rows, cols);
+    if (x) memset(x->data, 0, loom_tensor_size(x) * sizeof(float));
+    return x;
+}
+
+loom_tensor *loom_tape_from(loom_tape *t, int rows, int cols, const float *src)
+{
+    loom_tensor *x = loom_tape_tensor(t, rows, cols);
+    if (x) memcpy(x->data, src, loom_tensor_size(x) * sizeof(float));
+    return x;
+}
+
+float *loom_tape_grad(loom_tape *t, loom_tensor *x)
+{
+    if (!x->grad) {
+        size_t bytes = loom_tensor_size(x) * sizeof(float);
+        x->grad = loom_arena_alloc(t->arena, bytes);
+        if (!x->grad) {
+            loom_tape_fail(t, LOOM_ENOMEM, "backward: out of memory for a [%dx%d] gradient", x->rows, x->cols);
+            return NULL;
+        }
+        memset(x->grad, 0, bytes);
+    }
+    return x->grad;
+}
+
+loom_node *loom_tape_record(loom_tape *t, const char *op, loom_backward_fn backward, loom_tensor *out,
+                            loom_tensor *const *in, int n_in)
+{
+    int req = 0;
+    for (int k = 0; k < n_in; k++) req |= in[k]->requires_grad;
+    out->requires_grad = req && !t->nograd;
+    if (!out->requires_grad) return NULL;
+    if (n_in > LOOM_MAX_INPUTS) {
+        loom_tape_fail(t, LOOM_EARG, "%s: %d inputs, at most %d can be recorded", op, n_in, LOOM_MAX_INPUTS);
+        return NULL;
+    }
+    if (t->n == t->cap) {
+        /* Grows only while warming up: the capacity is kept across resets. */
+        loom_node *nodes = loom_malloc((size_t)t->cap * 2 * sizeof *nodes);
+        if (!nodes) {
+            loom_tape_fail(t, LOOM_ENOMEM, "%s: out of memory growing the tape", op);
+            return NULL;
+        }
+        memcpy(nodes, t->nodes, (size_t)t->n * sizeof *nodes);
+        loom_free(t->nodes);
+        t->nodes = nodes;
+        t->cap *= 2;
+    }
+    loom_node *nd = &t->nodes[t->n++];
+    memset(nd, 0, sizeof *nd);
+    nd->op = op;
+    nd->backward = backward;
+    nd->out = out;
+    for (int k = 0; k < n_in; k++) nd->in[k] = in[k];
+    nd->n_in = n_in;
+    nd->tape = t;
+    return nd;
+}
+
+loom_status loom_tape_backward(loom_tape *t, loom_tensor *loss)
+{
+    if (t->status != LOOM_OK) return t->status;
+    if (!loss) return loom_error_set(LOOM_EARG, "backward: loss is NULL");
+    if (loss->rows != 1 || loss->cols != 1)
+        return loom_error_set(LOOM_ESHAPE, "backward: loss is [%dx%d], expected a [1x1] scalar", loss->rows, loss->cols);
+    if (t->consumed)
+        return loom_error_set(LOOM_ESTATE, "backward: this graph was already walked; reset the tape before the next step");
+    if (!loss->requires_grad)
+        return loom_error_set(LOOM_ESTATE, "backward: the loss depends on no tensor that requires a gradient");
+    float *g = loom_tape_grad(t, loss);
+    if (!g) return t->status;
+    g[0] = 1.0f;
+    for (int k = t->n - 1; k >= 0; k--) {
+        loom_node *nd = &t->nodes[k];
+        if (!nd->out->grad) continue; /* no gradient reached this node */
+        nd->backward(nd);
+        if (t->status != LOOM_OK) return t->status;
+    }
+    t->consumed = 1;
+    return LOOM_OK;
+}

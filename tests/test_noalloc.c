@@ -1,0 +1,94 @@
+/* A steady-state training step makes no heap allocation at all. */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static atomic_int counting;
+static atomic_long mallocs;
+
+#ifdef LOOM_TEST_ASAN_HOOKS
+/* From the sanitizer runtime's allocator interface (its header is not always installed). */
+int __sanitizer_install_malloc_and_free_hooks(void (*)(const volatile void *, size_t), void (*)(const volatile void *));
+static void on_malloc(const volatile void *p, size_t n)
+{
+    (void)p, (void)n;
+    if (atomic_load(&counting)) atomic_fetch_add(&mallocs, 1);
+}
+static void on_free(const volatile void *p) { (void)p; }
+static void install(void) { __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free); }
+#else
+/* Interpose the C allocator for this executable; forward to glibc's own. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+#define COUNT() (atomic_load(&counting) ? (void)atomic_fetch_add(&mallocs, 1) : (void)0)
+void *malloc(size_t n) { COUNT(); return __libc_malloc(n); }
+void *calloc(size_t n, size_t s) { COUNT(); return __libc_calloc(n, s); }
+void *realloc(void *p, size_t n) { COUNT(); return __libc_realloc(p, n); }
+void *aligned_alloc(size_t a, size_t n) { COUNT(); return __libc_memalign(a, n); }
+void *memalign(size_t a, size_t n) { COUNT(); return __libc_memalign(a, n); }
+int posix_memalign(void **p, size_t a, size_t n)
+{
+    COUNT();
+    *p = __libc_memalign(a, n);
+    return *p ? 0 : 12;
+}
+void free(void *p) { __libc_free(p); }
+static void install(void) {}
+#endif
+
+/* One SGD step of a small tanh recurrence over 20 steps, all through the tape. */
+static float train_step(loom_tape *t, loom_params *ps, loom_tensor *W, loom_tensor *U, loom_tensor *b,
+                        loom_tensor *V, const int *targets, loom_rng *rng)
+{
+    loom_tape_reset(t);
+    loom_params_zero_grad(ps);
+    loom_tensor *h = loom_tape_zeros(t, 16, 64);
+    loom_tensor *logits[20];
+    for (int s = 0; s < 20; s++) {
+        loom_tensor *x = loom_tape_tensor(t, 16, 32);
+        loom_rng_fill_uniform(rng, x->data, 16 * 32, -1, 1);
+        h = loom_op_tanh(t, loom_op_add(t, loom_op_add(t, loom_op_matmul(t, x, W, 0, 0), loom_op_matmul(t, h, U, 0, 0)), b));
+        logits[s] = loom_op_matmul(t, loom_op_dropout(t, h, 0.1f, rng), V, 0, 0);
+    }
+    loom_tensor *all = loom_op_concat(t, logits, 20); /* [16 x 20*10] */
+    loom_tensor *loss = loom_op_softmax_ce(t, loom_op_slice(t, all, 0, 10), targets, NULL);
+    cr_assert_not_null(loss, "%s", loom_error_message());
+    cr_assert_eq(loom_tape_backward(t, loss), LOOM_OK, "%s", loom_error_message());
+    float *p = loom_params_data(ps), *g = loom_params_grad(ps);
+    for (size_t i = 0; i < loom_params_size(ps); i++) p[i] -= 0.1f * g[i];
+    return loom_tensor_size(loss) ? loss->data[0] : 0;
+}
+
+Test(memory, steady_state_step_allocates_nothing)
+{
+    install();
+    loom_params *ps = loom_params_new();
+    loom_init u = {LOOM_INIT_UNIFORM, -0.1f, 0.1f};
+    loom_tensor *W = loom_params_add(ps, "W", 32, 64, u), *U = loom_params_add(ps, "U", 64, 64, u);
+    loom_tensor *b = loom_params_add(ps, "b", 1, 64, u), *V = loom_params_add(ps, "V", 64, 10, u);
+    loom_rng rng = loom_rng_init(1);
+    cr_assert_eq(loom_params_alloc(ps, &rng), LOOM_OK);
+    loom_tape *t = loom_tape_new(4096); /* deliberately small: it must grow, then settle */
+    int targets[16];
+    for (int i = 0; i < 16; i++) targets[i] = i % 10;
+    for (int s = 0; s < 3; s++) train_step(t, ps, W, U, b, V, targets, &rng);
+    uint64_t loom_before = loom_alloc_count();
+    atomic_store(&mallocs, 0);
+    atomic_store(&counting, 1);
+    float first = 0, last = 0;
+    for (int s = 0; s < 10; s++) {
+        float l = train_step(t, ps, W, U, b, V, targets, &rng);
+        if (s == 0) first = l;
+        last = l;
+    }
+    atomic_store(&counting, 0);
+    cr_expect_eq(atomic_load(&mallocs), 0, "%ld heap allocations in 10 steady-state steps", atomic_load(&mallocs));
+    cr_expect_eq(loom_alloc_count(), loom_before, "loom's own allocator was called");
+    cr_expect_lt(last, first, "the loss falls (%g -> %g)", first, last);
+    loom_tape_free(t);
+    loom_params_free(ps);
+}
