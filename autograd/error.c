@@ -50,9 +50,9 @@ void loom_threads_set(int n)
 
 int loom_threads_get(void) { return omp_get_max_threads(); }
 
-double loom_sum_blocked(const float *x, size_t n)
+/* Blocked sum of x[i] (or x[i]^2) in double; block boundaries depend on n only. */
+static double sum_blocked(const float *x, size_t n, int squares)
 {
-    /* Block boundaries depend on n only, never on the thread count. */
     size_t bs = (n + 63) / 64;
     if (bs < LOOM_RED_BLOCK) bs = LOOM_RED_BLOCK;
     long nb = (long)((n + bs - 1) / bs);
@@ -60,7 +60,10 @@ double loom_sum_blocked(const float *x, size_t n)
     LOOM_PFOR_IF(n >= LOOM_PAR_MIN, b, nb, {
         size_t lo = (size_t)b * bs, hi = lo + bs < n ? lo + bs : n;
         double s = 0;
-        for (size_t i = lo; i < hi; i++) s += x[i];
+        if (squares)
+            for (size_t i = lo; i < hi; i++) s += (double)x[i] * x[i];
+        else
+            for (size_t i = lo; i < hi; i++) s += x[i];
         part[b] = s;
     });
     double s = 0;
@@ -68,7 +71,10 @@ double loom_sum_blocked(const float *x, size_t n)
     return s;
 }
 
-void loom_add_colsum(float *g, const float *dout, int rows, int cols)
+double loom_kernel_sum(const float *x, size_t n) { return sum_blocked(x, n, 0); }
+double loom_kernel_sumsq(const float *x, size_t n) { return sum_blocked(x, n, 1); }
+
+void loom_kernel_add_colsum(float *g, const float *dout, int rows, int cols)
 {
     /* Each thread owns a range of columns and walks rows in order: same bits on any thread count. */
     LOOM_PARALLEL_IF((long)rows * cols >= LOOM_PAR_MIN, {

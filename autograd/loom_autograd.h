@@ -147,6 +147,7 @@ struct loom_node {
     const char *op;         /* op name, for errors and debugging */
     loom_backward_fn backward;
     loom_tensor *out;
+    loom_tensor *out2;      /* optional second output (fused ops); backward runs if either has a gradient */
     loom_tensor *in[LOOM_MAX_INPUTS];
     int n_in;
     int i[4];               /* small integer arguments */
@@ -175,6 +176,10 @@ loom_tensor *loom_tape_tensor(loom_tape *t, int rows, int cols);
 loom_tensor *loom_tape_zeros(loom_tape *t, int rows, int cols);
 /* A per-step tensor copying n = rows*cols values from src. */
 loom_tensor *loom_tape_from(loom_tape *t, int rows, int cols, const float *src);
+/* Rows [row, row+nrows) of x as a view: shares x's data and, when x needs a
+ * gradient, x's gradient buffer (allocated now), so nothing is recorded and no
+ * values are copied. Consumers' backward adds straight into x's gradient. */
+loom_tensor *loom_tape_view_rows(loom_tape *t, loom_tensor *x, int row, int nrows);
 /* The first error an op hit since the last reset (LOOM_OK if none). */
 loom_status loom_tape_status(const loom_tape *t);
 /* Number of nodes recorded since the last reset. */
@@ -218,6 +223,8 @@ loom_tensor *loom_op_concat(loom_tape *t, loom_tensor *const *parts, int n);
 loom_tensor *loom_op_slice(loom_tape *t, loom_tensor *a, int col, int ncols);
 /* Rows [row, row+nrows) of a. */
 loom_tensor *loom_op_rows(loom_tape *t, loom_tensor *a, int row, int nrows);
+/* Stacks n tensors with the same columns along the row axis. */
+loom_tensor *loom_op_vstack(loom_tape *t, loom_tensor *const *parts, int n);
 /* Sum and mean of all elements, as [1 x 1]. */
 loom_tensor *loom_op_sum(loom_tape *t, loom_tensor *a);
 loom_tensor *loom_op_mean(loom_tape *t, loom_tensor *a);
@@ -256,10 +263,44 @@ typedef struct loom_gradcheck_result {
 loom_status loom_gradcheck(loom_scalar_fn fn, void *ctx, loom_tensor *const *wrt, int n, float eps, double floor,
                            loom_gradcheck_result *out);
 
+/* ---------------------------------------------------------------- kernels */
+
+/* g[c] += sum over rows of x[r][c]; same bits on any thread count. */
+void loom_kernel_add_colsum(float *g, const float *x, int rows, int cols);
+/* Sum of x[0..n) accumulated in double, in fixed blocks (same bits on any thread count). */
+double loom_kernel_sum(const float *x, size_t n);
+/* Sum of squares, the same way. */
+double loom_kernel_sumsq(const float *x, size_t n);
+
 /* ---------------------------------------------------------------- threads */
 
 /* Elementwise kernels with fewer elements than this run serially. */
 #define LOOM_PAR_MIN 16384
+/* Loop helpers for kernels (loom's and custom ops'). */
+/* Parallel-for over [0, n) with a static schedule when cond holds, else a plain loop.
+ * A branch, not an if() clause: libgomp allocates a team even for a serialized region. */
+#define LOOM_PFOR_IF(cond, i, n, ...)                                                \
+    do {                                                                             \
+        long loom_n_ = (long)(n);                                                    \
+        if (cond) {                                                                  \
+            _Pragma("omp parallel for schedule(static)") for (long i = 0; i < loom_n_; i++) { __VA_ARGS__ } \
+        } else {                                                                     \
+            for (long i = 0; i < loom_n_; i++) { __VA_ARGS__ }                       \
+        }                                                                            \
+    } while (0)
+/* Elementwise loop over n elements, parallel from LOOM_PAR_MIN up. */
+#define LOOM_PFOR(i, n, ...) LOOM_PFOR_IF((long)(n) >= LOOM_PAR_MIN, i, n, __VA_ARGS__)
+/* Runs the block in an OpenMP team when cond holds, else once on this thread
+ * (where omp_get_thread_num() is 0 and omp_get_num_threads() is 1). */
+#define LOOM_PARALLEL_IF(cond, ...)                          \
+    do {                                                     \
+        if (cond) {                                          \
+            _Pragma("omp parallel") { __VA_ARGS__ }          \
+        } else {                                             \
+            __VA_ARGS__                                      \
+        }                                                    \
+    } while (0)
+
 /* Sets OpenMP's thread count (and so OpenBLAS's, which shares the pool). */
 void loom_threads_set(int n);
 /* Current OpenMP thread count. */

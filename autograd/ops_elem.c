@@ -51,7 +51,7 @@ static void binary_backward(loom_node *nd)
             src = tmp;
         }
         if (b->rows == 1 && c->rows > 1) {
-            loom_add_colsum(gb, src, c->rows, cols);
+            loom_kernel_add_colsum(gb, src, c->rows, cols);
         } else {
             LOOM_PFOR(i, n, gb[i] += src[i];);
         }

@@ -65,7 +65,7 @@ loom_tensor *loom_op_softmax_ce(loom_tape *t, loom_tensor *logits, const int *ta
         tg[r] = w[r] != 0.0f ? target[r] : 0;
         ce[r] = w[r] != 0.0f ? w[r] * (logf(s) + m - x[tg[r]]) : 0.0f;
     });
-    out->data[0] = (float)loom_sum_blocked(ce, (size_t)N);
+    out->data[0] = (float)loom_kernel_sum(ce, (size_t)N);
     cx->prob = prob;
     cx->target = tg;
     cx->w = w;
@@ -117,7 +117,7 @@ loom_tensor *loom_op_mse(loom_tape *t, loom_tensor *pred, const loom_tensor *tar
         sq[i] = w * e * e;
         diff[i] = 2.0f * w * e;
     });
-    out->data[0] = (float)loom_sum_blocked(sq, n);
+    out->data[0] = (float)loom_kernel_sum(sq, n);
     cx->diff = diff;
     loom_node *nd = loom_tape_record(t, "mse", mse_backward, out, &pred, 1);
     if (nd) nd->ctx = cx;

@@ -63,6 +63,54 @@ loom_tensor *loom_op_concat(loom_tape *t, loom_tensor *const *parts, int n)
     return c;
 }
 
+static void vstack_backward(loom_node *nd)
+{
+    concat_ctx *cx = nd->ctx;
+    size_t off = 0;
+    for (int k = 0; k < cx->n; k++) {
+        loom_tensor *p = cx->parts[k];
+        size_t n = loom_tensor_size(p);
+        if (p->requires_grad) {
+            float *g = loom_tape_grad(nd->tape, p);
+            if (!g) return;
+            const float *src = nd->out->grad + off;
+            for (size_t i = 0; i < n; i++) g[i] += src[i];
+        }
+        off += n;
+    }
+}
+
+loom_tensor *loom_op_vstack(loom_tape *t, loom_tensor *const *parts, int n)
+{
+    if (n <= 0 || !parts) return loom_tape_fail(t, LOOM_EARG, "vstack: needs at least one part (got %d)", n);
+    if (loom_tape_null_inputs(t, "vstack", parts, n)) return NULL;
+    int rows = 0;
+    for (int k = 0; k < n; k++) {
+        if (parts[k]->cols != parts[0]->cols)
+            return loom_tape_fail(t, LOOM_ESHAPE, "vstack: part 0 is [%dx%d] but part %d is [%dx%d]: column counts differ",
+                                  parts[0]->rows, parts[0]->cols, k, parts[k]->rows, parts[k]->cols);
+        rows += parts[k]->rows;
+    }
+    loom_tensor *c = loom_tape_tensor(t, rows, parts[0]->cols);
+    concat_ctx *cx = loom_arena_alloc(loom_tape_arena(t), sizeof *cx);
+    loom_tensor **saved = loom_arena_alloc(loom_tape_arena(t), (size_t)n * sizeof *saved);
+    if (!c || !cx || !saved) return loom_tape_fail(t, LOOM_ENOMEM, "vstack: out of memory");
+    size_t off = 0;
+    loom_tensor *rep = parts[0];
+    for (int k = 0; k < n; k++) {
+        memcpy(c->data + off, parts[k]->data, loom_tensor_size(parts[k]) * sizeof(float));
+        off += loom_tensor_size(parts[k]);
+        saved[k] = parts[k];
+        if (parts[k]->requires_grad) rep = parts[k];
+    }
+    cx->n = n;
+    cx->parts = saved;
+    cx->offs = NULL;
+    loom_node *nd = loom_tape_record(t, "vstack", vstack_backward, c, &rep, 1);
+    if (nd) nd->ctx = cx;
+    return c;
+}
+
 /* Adds a dense [rows x cols] block (stride lds) into dst (stride ldd). */
 static void block_add(float *dst, int ldd, const float *src, int lds, int rows, int cols)
 {
@@ -123,7 +171,7 @@ static loom_tensor *reduce(loom_tape *t, const char *op, loom_tensor *a, int mea
     loom_tensor *c = loom_tape_tensor(t, 1, 1);
     if (!c) return NULL;
     size_t n = loom_tensor_size(a);
-    double s = loom_sum_blocked(a->data, n);
+    double s = loom_kernel_sum(a->data, n);
     float scale = mean ? 1.0f / (float)n : 1.0f;
     c->data[0] = (float)(mean ? s / (double)n : s);
     loom_node *nd = loom_tape_record(t, op, sum_backward, c, &a, 1);

@@ -109,6 +109,29 @@ loom_tensor *loom_tape_from(loom_tape *t, int rows, int cols, const float *src)
     return x;
 }
 
+loom_tensor *loom_tape_view_rows(loom_tape *t, loom_tensor *x, int row, int nrows)
+{
+    if (loom_tape_null_inputs(t, "view_rows", &x, 1)) return NULL;
+    if (row < 0 || nrows <= 0 || row + nrows > x->rows)
+        return loom_tape_fail(t, LOOM_ESHAPE, "view_rows: rows [%d,%d) do not fit inside [%dx%d]", row, row + nrows, x->rows,
+                              x->cols);
+    loom_tensor *v = loom_arena_alloc(t->arena, sizeof *v);
+    if (!v) return loom_tape_fail(t, LOOM_ENOMEM, "view_rows: out of memory");
+    size_t off = (size_t)row * x->cols;
+    v->data = x->data + off;
+    v->grad = NULL;
+    v->requires_grad = x->requires_grad && !t->nograd;
+    if (v->requires_grad) {
+        float *g = loom_tape_grad(t, x);
+        if (!g) return NULL;
+        v->grad = g + off;
+    }
+    v->rows = nrows;
+    v->cols = x->cols;
+    v->owns = 0;
+    return v;
+}
+
 float *loom_tape_grad(loom_tape *t, loom_tensor *x)
 {
     if (!x->grad) {
@@ -172,7 +195,7 @@ loom_status loom_tape_backward(loom_tape *t, loom_tensor *loss)
     g[0] = 1.0f;
     for (int k = t->n - 1; k >= 0; k--) {
         loom_node *nd = &t->nodes[k];
-        if (!nd->out->grad) continue; /* no gradient reached this node */
+        if (!nd->out->grad && !(nd->out2 && nd->out2->grad)) continue; /* no gradient reached this node */
         nd->backward(nd);
         if (t->status != LOOM_OK) return t->status;
     }

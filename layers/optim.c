@@ -1,0 +1,122 @@
+/* Optimizers over the flat parameter buffer, with PyTorch's update rules. */
+#include <math.h>
+#include <string.h>
+
+#include "loom_layers.h"
+
+loom_optim_config loom_optim_defaults(loom_optim_kind kind)
+{
+    loom_optim_config c = {kind, 0.1f, 0.0f, 0, 0.9f, 0.999f, 1e-8f, 0.99f, 0.0f};
+    switch (kind) {
+    case LOOM_SGD: c.lr = 0.1f; break;
+    case LOOM_ADAM: c.lr = 1e-3f; break;
+    case LOOM_ADAMW: c.lr = 1e-3f, c.weight_decay = 0.01f; break;
+    case LOOM_RMSPROP: c.lr = 1e-2f; break;
+    case LOOM_ADAGRAD: c.lr = 1e-2f, c.eps = 1e-10f; break;
+    }
+    return c;
+}
+
+loom_status loom_optim_parse(const char *name, loom_optim_kind *kind)
+{
+    static const char *names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
+    for (int k = 0; k < 5; k++)
+        if (strcmp(name, names[k]) == 0) {
+            *kind = (loom_optim_kind)k;
+            return LOOM_OK;
+        }
+    return loom_error_set(LOOM_EARG, "unknown optimizer '%s' (expected sgd, adam, adamw, rmsprop or adagrad)", name);
+}
+
+loom_status loom_optim_init(loom_optim *o, loom_optim_config cfg, size_t n)
+{
+    memset(o, 0, sizeof *o);
+    if (!(cfg.lr >= 0) || cfg.momentum < 0 || cfg.eps < 0 || cfg.beta1 < 0 || cfg.beta1 >= 1 || cfg.beta2 < 0 ||
+        cfg.beta2 >= 1 || cfg.weight_decay < 0)
+        return loom_error_set(LOOM_EARG, "optim: lr %g, momentum %g, betas (%g, %g), eps %g or weight decay %g out of range",
+                              cfg.lr, cfg.momentum, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
+    if (cfg.nesterov && cfg.momentum <= 0) return loom_error_set(LOOM_EARG, "optim: nesterov needs momentum > 0");
+    o->cfg = cfg;
+    o->n = n;
+    o->m = loom_calloc(n, sizeof(float));
+    o->v = loom_calloc(n, sizeof(float));
+    if (!o->m || !o->v) {
+        loom_optim_free(o);
+        return LOOM_ENOMEM;
+    }
+    return LOOM_OK;
+}
+
+void loom_optim_free(loom_optim *o)
+{
+    loom_free(o->m);
+    loom_free(o->v);
+    o->m = o->v = NULL;
+}
+
+void loom_optim_step(loom_optim *o, float *p, const float *g, float lr)
+{
+    const loom_optim_config c = o->cfg;
+    float *m = o->m, *v = o->v, wd = c.weight_decay, mu = c.momentum, eps = c.eps;
+    size_t n = o->n;
+    o->step++;
+    switch (c.kind) {
+    case LOOM_SGD:
+        LOOM_PFOR(i, n, {
+            float d = g[i] + wd * p[i];
+            if (mu > 0) {
+                m[i] = o->step == 1 ? d : mu * m[i] + d;
+                d = c.nesterov ? d + mu * m[i] : m[i];
+            }
+            p[i] -= lr * d;
+        });
+        break;
+    case LOOM_ADAM:
+    case LOOM_ADAMW: {
+        float b1 = c.beta1, b2 = c.beta2;
+        float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
+        float step_size = lr / bc1, sq2 = sqrtf(bc2);
+        int decoupled = c.kind == LOOM_ADAMW;
+        LOOM_PFOR(i, n, {
+            float d = g[i];
+            if (decoupled) p[i] *= 1.0f - lr * wd;
+            else d += wd * p[i];
+            m[i] = b1 * m[i] + (1.0f - b1) * d;
+            v[i] = b2 * v[i] + (1.0f - b2) * d * d;
+            p[i] -= step_size * m[i] / (sqrtf(v[i]) / sq2 + eps);
+        });
+        break;
+    }
+    case LOOM_RMSPROP: {
+        float a = c.alpha;
+        LOOM_PFOR(i, n, {
+            float d = g[i] + wd * p[i];
+            v[i] = a * v[i] + (1.0f - a) * d * d;
+            float q = d / (sqrtf(v[i]) + eps);
+            if (mu > 0) {
+                m[i] = mu * m[i] + q;
+                q = m[i];
+            }
+            p[i] -= lr * q;
+        });
+        break;
+    }
+    case LOOM_ADAGRAD:
+        LOOM_PFOR(i, n, {
+            float d = g[i] + wd * p[i];
+            v[i] += d * d;
+            p[i] -= lr * d / (sqrtf(v[i]) + eps);
+        });
+        break;
+    }
+}
+
+float loom_clip_grad_norm(float *g, size_t n, float max_norm)
+{
+    float norm = (float)sqrt(loom_kernel_sumsq(g, n));
+    if (max_norm > 0 && norm > max_norm) {
+        float s = max_norm / (norm + 1e-6f);
+        LOOM_PFOR(i, n, g[i] *= s;);
+    }
+    return norm;
+}

@@ -1,0 +1,32 @@
+/* Learning-rate schedules: constant, step decay, cosine, each with optional linear warmup. */
+#include <math.h>
+#include <string.h>
+
+#include "loom_layers.h"
+
+float loom_sched_lr(const loom_sched *s, long step)
+{
+    if (s->warmup > 0 && step < s->warmup) return s->base_lr * (float)(step + 1) / (float)s->warmup;
+    long k = step - (s->warmup > 0 ? s->warmup : 0);
+    switch (s->kind) {
+    case LOOM_SCHED_STEP:
+        return s->step_size > 0 ? s->base_lr * powf(s->gamma, (float)(k / s->step_size)) : s->base_lr;
+    case LOOM_SCHED_COSINE: {
+        long span = s->total - (s->warmup > 0 ? s->warmup : 0);
+        if (span <= 0) return s->base_lr;
+        double f = k >= span ? 1.0 : (double)k / (double)span;
+        return (float)(s->min_lr + (s->base_lr - s->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * f)));
+    }
+    case LOOM_SCHED_CONSTANT:
+    default: return s->base_lr;
+    }
+}
+
+loom_status loom_sched_parse(const char *name, loom_sched_kind *kind)
+{
+    if (strcmp(name, "constant") == 0) *kind = LOOM_SCHED_CONSTANT;
+    else if (strcmp(name, "step") == 0) *kind = LOOM_SCHED_STEP;
+    else if (strcmp(name, "cosine") == 0) *kind = LOOM_SCHED_COSINE;
+    else return loom_error_set(LOOM_EARG, "unknown schedule '%s' (expected constant, step or cosine)", name);
+    return LOOM_OK;
+}
