@@ -1,0 +1,106 @@
+/* Data helpers: text corpora and the adding problem. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "app.h"
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Appends a file's bytes to *buf. */
+static int append_file(const char *path, unsigned char **buf, size_t *len, size_t *cap, const char *prog)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        fprintf(stderr, "%s: --data %s: cannot open: %s\n", prog, path, strerror(errno));
+        return 1;
+    }
+    for (;;) {
+        if (*len + 65536 > *cap) {
+            size_t nc = (*cap + 65536) * 2;
+            unsigned char *nb = realloc(*buf, nc);
+            if (!nb) {
+                fclose(fp);
+                fprintf(stderr, "%s: --data %s: out of memory\n", prog, path);
+                return 1;
+            }
+            *buf = nb, *cap = nc;
+        }
+        size_t got = fread(*buf + *len, 1, 65536, fp);
+        *len += got;
+        if (got < 65536) break;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (err) fprintf(stderr, "%s: --data %s: read error\n", prog, path);
+    return err ? 1 : 0;
+}
+
+unsigned char *loom_app_read_text(const char *path, size_t *len, const char *prog)
+{
+    struct stat st;
+    unsigned char *buf = NULL;
+    size_t cap = 0;
+    *len = 0;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "%s: --data %s: %s\n", prog, path, strerror(errno));
+        return NULL;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d) {
+            fprintf(stderr, "%s: --data %s: cannot list: %s\n", prog, path, strerror(errno));
+            return NULL;
+        }
+        char *names[1024];
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) && n < 1024)
+            if (e->d_name[0] != '.' && !strchr(e->d_name, '.')) names[n++] = strdup(e->d_name);
+        closedir(d);
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
+        int bad = 0;
+        for (int i = 0; i < n; i++) {
+            char full[4096];
+            snprintf(full, sizeof full, "%s/%s", path, names[i]);
+            struct stat fs;
+            if (!bad && stat(full, &fs) == 0 && S_ISREG(fs.st_mode)) bad = append_file(full, &buf, len, &cap, prog);
+            free(names[i]);
+        }
+        if (bad) {
+            free(buf);
+            return NULL;
+        }
+    } else if (append_file(path, &buf, len, &cap, prog)) {
+        free(buf);
+        return NULL;
+    }
+    if (*len == 0) {
+        fprintf(stderr, "%s: --data %s: no text in it\n", prog, path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+void loom_app_adding_batch(loom_rng *rng, int T, int B, float *x, float *y)
+{
+    for (int b = 0; b < B; b++) {
+        /* One marker in each half, as in Hochreiter & Schmidhuber's setup. */
+        int half = T / 2 > 0 ? T / 2 : 1;
+        int m1 = (int)loom_rng_below(rng, (uint32_t)half);
+        int m2 = T > 1 ? half + (int)loom_rng_below(rng, (uint32_t)(T - half)) : 0;
+        double s = 0;
+        for (int t = 0; t < T; t++) {
+            float v = loom_rng_uniform(rng);
+            int mark = t == m1 || t == m2;
+            x[((size_t)t * B + b) * 2] = v;
+            x[((size_t)t * B + b) * 2 + 1] = (float)mark;
+            if (mark) s += v;
+        }
+        y[b] = (float)s;
+    }
+}

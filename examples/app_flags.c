@@ -1,0 +1,170 @@
+/* Command-line flags shared by every example. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+
+static loom_flag common_flags(loom_app_flags *f, int i)
+{
+    loom_flag t[] = {
+        {"data", LOOM_FLAG_STR, &f->data, "training data (file or directory)"},
+        {"steps", LOOM_FLAG_LONG, &f->steps, "total training steps (a resumed run stops at the same step)"},
+        {"batch", LOOM_FLAG_INT, &f->batch, "sequences per step"},
+        {"seq", LOOM_FLAG_INT, &f->seq, "time steps per window (truncated BPTT length)"},
+        {"hidden", LOOM_FLAG_INT, &f->hidden, "hidden size"},
+        {"layers", LOOM_FLAG_INT, &f->layers, "stacked recurrent layers"},
+        {"cell", LOOM_FLAG_STR, &f->cell, "rnn | rnn_relu | lstm | gru"},
+        {"lr", LOOM_FLAG_FLOAT, &f->lr, "learning rate"},
+        {"optim", LOOM_FLAG_STR, &f->optim, "sgd | adam | adamw | rmsprop | adagrad"},
+        {"clip", LOOM_FLAG_FLOAT, &f->clip, "clip gradients to this global L2 norm (0: off)"},
+        {"seed", LOOM_FLAG_U64, &f->seed, "random seed"},
+        {"threads", LOOM_FLAG_INT, &f->threads, "OpenMP threads, BLAS included (0: OpenMP's default)"},
+        {"log", LOOM_FLAG_STR, &f->log, "CSV log file: step,loss,lr,tokens_per_sec"},
+        {"log-every", LOOM_FLAG_LONG, &f->log_every, "steps between progress lines and log rows"},
+        {"eval-every", LOOM_FLAG_LONG, &f->eval_every, "steps between evaluations (0: only at the end)"},
+        {"dropout", LOOM_FLAG_FLOAT, &f->dropout, "dropout between recurrent layers"},
+        {"momentum", LOOM_FLAG_FLOAT, &f->momentum, "momentum (sgd, rmsprop)"},
+        {"weight-decay", LOOM_FLAG_FLOAT, &f->weight_decay, "weight decay"},
+        {"sched", LOOM_FLAG_STR, &f->sched, "learning-rate schedule: constant | step | cosine"},
+        {"warmup", LOOM_FLAG_LONG, &f->warmup, "linear warmup steps"},
+        {"forget-bias", LOOM_FLAG_FLOAT, &f->forget_bias, "LSTM forget-gate bias at init (0: PyTorch's init)"},
+        {NULL, 0, NULL, NULL}};
+    return t[i];
+}
+
+static const loom_flag *find(loom_app_flags *f, const loom_flag *extra, const char *name, loom_flag *tmp)
+{
+    for (int i = 0;; i++) {
+        *tmp = common_flags(f, i);
+        if (!tmp->name) break;
+        if (strcmp(tmp->name, name) == 0) return tmp;
+    }
+    for (int i = 0; extra && extra[i].name; i++)
+        if (strcmp(extra[i].name, name) == 0) return &extra[i];
+    return NULL;
+}
+
+static void print_value(const loom_flag *fl)
+{
+    switch (fl->type) {
+    case LOOM_FLAG_INT: printf("%d", *(int *)fl->dst); break;
+    case LOOM_FLAG_LONG: printf("%ld", *(long *)fl->dst); break;
+    case LOOM_FLAG_FLOAT: printf("%g", *(float *)fl->dst); break;
+    case LOOM_FLAG_U64: printf("%llu", (unsigned long long)*(uint64_t *)fl->dst); break;
+    case LOOM_FLAG_STR: printf("%s", *(const char **)fl->dst ? *(const char **)fl->dst : "(none)"); break;
+    }
+}
+
+static void help_line(const loom_flag *fl)
+{
+    printf("  --%-14s %s [", fl->name, fl->help);
+    print_value(fl);
+    printf("]\n");
+}
+
+static void help(loom_app_flags *f, const char *prog, const char *about, const loom_flag *extra)
+{
+    printf("usage: %s [--flag value ...]\n\n%s\n\nflags [default]:\n", prog, about);
+    loom_flag tmp;
+    for (int i = 0; (tmp = common_flags(f, i)).name; i++) help_line(&tmp);
+    for (int i = 0; extra && extra[i].name; i++) help_line(&extra[i]);
+}
+
+static int set_value(const loom_flag *fl, const char *v, const char *prog)
+{
+    char *end = NULL;
+    errno = 0;
+    switch (fl->type) {
+    case LOOM_FLAG_INT:
+    case LOOM_FLAG_LONG: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || (fl->type == LOOM_FLAG_INT && (x > 2147483647L || x < -2147483647L))) break;
+        if (fl->type == LOOM_FLAG_INT) *(int *)fl->dst = (int)x;
+        else *(long *)fl->dst = x;
+        return 0;
+    }
+    case LOOM_FLAG_FLOAT: {
+        float x = strtof(v, &end);
+        if (errno || end == v || *end) break;
+        *(float *)fl->dst = x;
+        return 0;
+    }
+    case LOOM_FLAG_U64: {
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || v[0] == '-') break;
+        *(uint64_t *)fl->dst = x;
+        return 0;
+    }
+    case LOOM_FLAG_STR: *(const char **)fl->dst = v; return 0;
+    }
+    fprintf(stderr, "%s: --%s: '%s' is not a valid %s\n", prog, fl->name, v,
+            fl->type == LOOM_FLAG_FLOAT ? "number" : "integer");
+    return 2;
+}
+
+int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, const loom_flag *extra)
+{
+    const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            help(f, prog, about, extra);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "%s: unexpected argument '%s' (flags start with --; see --help)\n", prog, a);
+            return 2;
+        }
+        char name[64];
+        const char *eq = strchr(a, '='), *val;
+        size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (len >= sizeof name) len = sizeof name - 1;
+        memcpy(name, a + 2, len);
+        name[len] = '\0';
+        loom_flag tmp;
+        const loom_flag *fl = find(f, extra, name, &tmp);
+        if (!fl) {
+            fprintf(stderr, "%s: unknown flag --%s (see --help)\n", prog, name);
+            return 2;
+        }
+        if (eq) val = eq + 1;
+        else if (i + 1 < argc) val = argv[++i];
+        else {
+            fprintf(stderr, "%s: --%s needs a value\n", prog, name);
+            return 2;
+        }
+        if (set_value(fl, val, prog)) return 2;
+    }
+    return 0;
+}
+
+int loom_app_check(const loom_app_flags *f, const char *prog)
+{
+    const char *bad = NULL;
+    if (f->steps < 0) bad = "--steps must be >= 0";
+    else if (f->batch <= 0) bad = "--batch must be positive";
+    else if (f->seq <= 0) bad = "--seq must be positive";
+    else if (f->hidden <= 0) bad = "--hidden must be positive";
+    else if (f->layers < 1 || f->layers > LOOM_MAX_LAYERS) bad = "--layers must be between 1 and 8";
+    else if (!(f->lr >= 0)) bad = "--lr must be >= 0";
+    else if (!(f->clip >= 0)) bad = "--clip must be >= 0 (0 turns clipping off)";
+    else if (!(f->dropout >= 0 && f->dropout < 1)) bad = "--dropout must be in [0, 1)";
+    else if (f->threads < 0) bad = "--threads must be >= 0";
+    else if (f->log_every <= 0) bad = "--log-every must be positive";
+    else if (f->eval_every < 0) bad = "--eval-every must be >= 0";
+    else if (f->warmup < 0) bad = "--warmup must be >= 0";
+    if (bad) {
+        fprintf(stderr, "%s: %s\n", prog, bad);
+        return 2;
+    }
+    loom_optim_kind ok;
+    loom_sched_kind sk;
+    loom_cell c;
+    if (loom_optim_parse(f->optim, &ok) != LOOM_OK || loom_sched_parse(f->sched, &sk) != LOOM_OK ||
+        loom_cell_init_kind(&c, f->cell, 1, 1) != LOOM_OK) {
+        fprintf(stderr, "%s: %s\n", prog, loom_error_message());
+        return 2;
+    }
+    return 0;
+}

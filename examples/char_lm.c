@@ -1,0 +1,236 @@
+/* char_lm: a character-level language model (many-to-many) on any text, with
+ * truncated BPTT over B parallel streams, held-out loss in nats and bits per
+ * character, and sampling from a prompt (one-to-many). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+
+typedef struct charlm {
+    loom_app_flags *f;
+    int vocab;
+    unsigned char itos[256];
+    int stoi[256];
+    int *train, *valid; /* encoded text */
+    long ntrain, nvalid;
+    /* model */
+    loom_params *ps;
+    loom_embedding emb;
+    loom_seq seq;
+    loom_linear head;
+    loom_rng rng;        /* dropout */
+    loom_rng sample_rng; /* sampling, apart so evaluation never changes training */
+    /* data position: B streams over the training text, a cursor into each */
+    long stream_len, cursor;
+    int *idx, *tgt;      /* [T*B] this window's inputs and targets, time-major */
+} charlm;
+
+static const char ABOUT[] =
+    "Trains a character-level language model on a text file (default: Debian's English fortunes)\n"
+    "and reports train and held-out loss in nats and bits per character, with samples.\n"
+    "The last 5% of the text is held out.";
+
+/* Embedding -> recurrent stack -> linear head, on a [T*B] window of tokens. */
+static loom_tensor *logits_of(charlm *m, loom_tape *t, loom_seq *seq, const int *idx, int T, int B, int train, int carry)
+{
+    loom_tensor *x = loom_op_embedding(t, m->emb.weight, idx, T * B);
+    loom_seq_out o;
+    if (!x || loom_seq_forward(seq, t, x, T, B, NULL, train, carry, &m->rng, &o) != LOOM_OK) return NULL;
+    return loom_linear_apply(t, o.y, m->head.weight, m->head.bias);
+}
+
+static loom_tensor *train_forward(void *ctx, loom_tape *t, long step, long *tokens)
+{
+    charlm *m = ctx;
+    int T = m->f->seq, B = m->f->batch;
+    (void)step;
+    if (m->cursor + T + 1 > m->stream_len) { /* wrapped around the text: start the streams afresh */
+        m->cursor = 0;
+        loom_seq_reset_state(&m->seq, B);
+    }
+    for (int s = 0; s < T; s++)
+        for (int b = 0; b < B; b++) {
+            long p = (long)b * m->stream_len + m->cursor + s;
+            m->idx[s * B + b] = m->train[p];
+            m->tgt[s * B + b] = m->train[p + 1];
+        }
+    m->cursor += T;
+    *tokens = (long)T * B;
+    return loom_op_softmax_ce(t, logits_of(m, t, &m->seq, m->idx, T, B, 1, 1), m->tgt, NULL);
+}
+
+/* Mean loss per character over up to max_chars of held-out text (no-grad, own state). */
+static double heldout_loss(charlm *m, loom_tape *t, long max_chars)
+{
+    int T = m->f->seq, B = m->f->batch;
+    long n = m->nvalid - 1 < max_chars ? m->nvalid - 1 : max_chars;
+    if (B > n / T) B = (int)(n / T) > 0 ? (int)(n / T) : 1;
+    long len = n / B;
+    if (len < 1) return NAN;
+    loom_seq s = m->seq;
+    s.carry = NULL;
+    if (loom_seq_reset_state(&s, B) != LOOM_OK) return NAN;
+    int *idx = malloc(sizeof(int) * T * B), *tgt = malloc(sizeof(int) * T * B);
+    double total = 0;
+    long count = 0;
+    int was = loom_tape_set_nograd(t, 1);
+    for (long c = 0; c < len && idx && tgt; c += T) {
+        int w = (int)(len - c < T ? len - c : T);
+        for (int k = 0; k < w; k++)
+            for (int b = 0; b < B; b++) {
+                idx[k * B + b] = m->valid[(long)b * len + c + k];
+                tgt[k * B + b] = m->valid[(long)b * len + c + k + 1];
+            }
+        loom_tape_reset(t);
+        loom_tensor *l = loom_op_softmax_ce(t, logits_of(m, t, &s, idx, w, B, 0, 1), tgt, NULL);
+        if (!l) break;
+        total += (double)l->data[0] * w * B;
+        count += (long)w * B;
+    }
+    loom_tape_set_nograd(t, was);
+    loom_seq_free(&s);
+    free(idx);
+    free(tgt);
+    return count ? total / count : NAN;
+}
+
+/* Draws from softmax(logits / temperature). */
+static int draw(const float *logits, int V, float temp, loom_rng *rng)
+{
+    double mx = logits[0], z = 0, p[256];
+    for (int i = 1; i < V; i++) mx = fmax(mx, logits[i]);
+    for (int i = 0; i < V; i++) z += (p[i] = exp((logits[i] - mx) / temp));
+    double u = loom_rng_uniform(rng) * z;
+    for (int i = 0; i < V; i++)
+        if ((u -= p[i]) < 0) return i;
+    return V - 1;
+}
+
+/* Generates n characters after the prompt and prints them. */
+static void sample(charlm *m, loom_tape *t, long n, FILE *out)
+{
+    loom_seq s = m->seq;
+    s.carry = NULL;
+    if (loom_seq_reset_state(&s, 1) != LOOM_OK) return;
+    const char *prompt = m->f->prompt && *m->f->prompt ? m->f->prompt : "\n";
+    int P = (int)strlen(prompt);
+    int *idx = malloc(sizeof(int) * (P > 1 ? P : 1));
+    for (int i = 0; i < P; i++) {
+        int id = m->stoi[(unsigned char)prompt[i]];
+        idx[i] = id >= 0 ? id : 0; /* characters never seen in training map to the first symbol */
+    }
+    int was = loom_tape_set_nograd(t, 1);
+    loom_tape_reset(t);
+    loom_tensor *lg = logits_of(m, t, &s, idx, P, 1, 0, 1);
+    fputs(prompt, out);
+    for (long k = 0; k < n && lg; k++) {
+        int c = draw(lg->data + (size_t)(lg->rows - 1) * m->vocab, m->vocab, m->f->temperature, &m->sample_rng);
+        fputc(m->itos[c], out);
+        idx[0] = c;
+        loom_tape_reset(t);
+        lg = logits_of(m, t, &s, idx, 1, 1, 0, 1);
+    }
+    fputc('\n', out);
+    fflush(out);
+    loom_tape_set_nograd(t, was);
+    loom_seq_free(&s);
+    free(idx);
+}
+
+static void evaluate(void *ctx, loom_tape *t, long step)
+{
+    charlm *m = ctx;
+    double l = heldout_loss(m, t, step < m->f->steps ? 20000 : 200000);
+    printf("step %ld: held-out loss %.4f nats/char, %.4f bits/char\n", step, l, l / log(2.0));
+    if (m->f->sample > 0) {
+        printf("--- sample ---\n");
+        sample(m, t, m->f->sample, stdout);
+        printf("--------------\n");
+    }
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    loom_app_flags f = {.data = "/usr/share/games/fortunes", .steps = 1000, .batch = 32, .seq = 64, .hidden = 256,
+                        .layers = 2, .embed = 64, .cell = "lstm", .optim = "adam", .sched = "constant", .lr = 2e-3f,
+                        .clip = 5.0f, .seed = 1, .log_every = 10, .eval_every = 250, .sample = 200, .prompt = "The ",
+                        .temperature = 0.8f};
+    loom_flag extra[] = {{"embed", LOOM_FLAG_INT, &f.embed, "embedding size"},
+                         {"sample", LOOM_FLAG_LONG, &f.sample, "characters to sample at each evaluation (0: none)"},
+                         {"prompt", LOOM_FLAG_STR, &f.prompt, "text the samples start from"},
+                         {"temperature", LOOM_FLAG_FLOAT, &f.temperature, "sampling temperature"},
+                         {NULL, 0, NULL, NULL}};
+    int rc = loom_app_parse(&f, argc, argv, ABOUT, extra);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (loom_app_check(&f, "char_lm")) return 2;
+    if (f.embed <= 0 || !(f.temperature > 0) || f.sample < 0) {
+        fprintf(stderr, "char_lm: --embed and --temperature must be positive, --sample >= 0\n");
+        return 2;
+    }
+    if (f.threads > 0) loom_threads_set(f.threads);
+
+    charlm m = {.f = &f};
+    size_t len;
+    unsigned char *text = loom_app_read_text(f.data, &len, "char_lm");
+    if (!text) return 1;
+    /* Vocabulary: the bytes that occur, in byte order. */
+    int seen[256] = {0};
+    for (size_t i = 0; i < len; i++) seen[text[i]] = 1;
+    for (int c = 0; c < 256; c++) {
+        m.stoi[c] = seen[c] ? m.vocab : -1;
+        if (seen[c]) m.itos[m.vocab++] = (unsigned char)c;
+    }
+    m.nvalid = (long)(len / 20);
+    m.ntrain = (long)len - m.nvalid;
+    m.stream_len = (m.ntrain - 1) / f.batch;
+    if (m.stream_len < f.seq + 1 || m.nvalid < 2) {
+        fprintf(stderr, "char_lm: --data %s: %zu bytes is too little text for --batch %d x --seq %d\n", f.data, len, f.batch,
+                f.seq);
+        return 2;
+    }
+    m.train = malloc(sizeof(int) * len);
+    m.idx = malloc(sizeof(int) * f.seq * f.batch);
+    m.tgt = malloc(sizeof(int) * f.seq * f.batch);
+    for (size_t i = 0; i < len; i++) m.train[i] = m.stoi[text[i]];
+    m.valid = m.train + m.ntrain;
+    free(text);
+
+    /* Model: embedding.weight, <cell>.weight_ih_l0 ..., head.weight, head.bias (PyTorch names). */
+    loom_cell cells[LOOM_MAX_LAYERS];
+    for (int l = 0; l < f.layers; l++) {
+        loom_cell_init_kind(&cells[l], f.cell, l ? f.hidden : f.embed, f.hidden);
+        cells[l].forget_bias = f.forget_bias;
+    }
+    const char *prefix = strncmp(f.cell, "rnn", 3) == 0 ? "rnn" : f.cell;
+    m.ps = loom_params_new();
+    m.rng = loom_rng_init(f.seed);
+    m.sample_rng = loom_rng_init(f.seed ^ 0x5EEDu);
+    if (loom_embedding_declare(&m.emb, m.ps, "embedding", m.vocab, f.embed) != LOOM_OK ||
+        loom_seq_init(&m.seq, cells, f.layers, f.dropout) != LOOM_OK || loom_seq_declare(&m.seq, m.ps, prefix) != LOOM_OK ||
+        loom_linear_declare(&m.head, m.ps, "head", f.hidden, m.vocab) != LOOM_OK ||
+        loom_params_alloc(m.ps, &m.rng) != LOOM_OK || loom_seq_reset_state(&m.seq, f.batch) != LOOM_OK) {
+        fprintf(stderr, "char_lm: %s\n", loom_error_message());
+        return 1;
+    }
+    loom_seq_apply_init(&m.seq);
+    printf("char_lm: %ld train / %ld held-out characters, vocabulary %d, %s x%d hidden %d, %zu parameters, %d threads\n",
+           m.ntrain, m.nvalid, m.vocab, f.cell, f.layers, f.hidden, loom_params_size(m.ps), loom_threads_get());
+    fflush(stdout);
+
+    loom_app_run run;
+    if (loom_app_run_init(&run, &f, m.ps, "char_lm")) return 1;
+    loom_app_task task = {&m, train_forward, evaluate};
+    rc = loom_app_train(&run, &task);
+    if (rc == 0)
+        printf("done: %ld steps, last train loss %.4f nats/char (%.4f bits/char), %.0f tokens/s\n", run.step, run.last_loss,
+               run.last_loss / log(2.0), run.tokens_per_sec);
+    loom_app_run_free(&run);
+    loom_seq_free(&m.seq);
+    loom_params_free(m.ps);
+    free(m.train);
+    free(m.idx);
+    free(m.tgt);
+    return rc;
+}
