@@ -107,7 +107,7 @@ static double train_one(loom_app_flags *f, const char *cell)
 
 int main(int argc, char **argv)
 {
-    loom_app_flags f = {.data = "(generated)", .steps = 1500, .batch = 64, .seq = 100, .hidden = 64, .layers = 1,
+    loom_app_flags f = {.data = "(generated)", .steps = 2000, .batch = 64, .seq = 100, .hidden = 64, .layers = 1,
                         .cell = "both", .optim = "adam", .sched = "constant", .lr = 5e-3f, .clip = 1.0f, .seed = 1,
                         .log_every = 50, .eval_every = 500, .forget_bias = 1.0f};
     int rc = loom_app_parse(&f, argc, argv, ABOUT, NULL);

@@ -153,9 +153,9 @@ static void evaluate(void *ctx, loom_tape *t, long step)
 
 int main(int argc, char **argv)
 {
-    loom_app_flags f = {.data = "/usr/share/games/fortunes", .steps = 1000, .batch = 32, .seq = 64, .hidden = 256,
+    loom_app_flags f = {.data = "/usr/share/games/fortunes", .steps = 600, .batch = 32, .seq = 64, .hidden = 256,
                         .layers = 2, .embed = 64, .cell = "lstm", .optim = "adam", .sched = "constant", .lr = 2e-3f,
-                        .clip = 5.0f, .seed = 1, .log_every = 10, .eval_every = 250, .sample = 200, .prompt = "The ",
+                        .clip = 5.0f, .seed = 1, .log_every = 10, .eval_every = 200, .sample = 200, .prompt = "The ",
                         .temperature = 0.8f};
     loom_flag extra[] = {{"embed", LOOM_FLAG_INT, &f.embed, "embedding size"},
                          {"sample", LOOM_FLAG_LONG, &f.sample, "characters to sample at each evaluation (0: none)"},

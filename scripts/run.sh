@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh run
 bash scripts/build.sh build/release -DCMAKE_BUILD_TYPE=Release -DLOOM_TESTS=OFF
-exec build/release/examples/tape_demo "$@"
+exec build/release/examples/char_lm "$@"

@@ -1,0 +1,78 @@
+#!/usr/bin/python3
+"""PyTorch reference for bench/bench.c: the same configurations, model and
+update (forward + backward + Adam), timed the same way (median of N steps
+after one warm-up), at torch's default thread settings unless --threads."""
+import argparse
+import statistics
+import time
+
+import torch
+
+CONFIGS = {  # name: (input, hidden, batch, steps, layers, vocab, embed)
+    "S": (123, 320, 64, 100, 1, 0, 0),
+    "M": (512, 512, 64, 100, 1, 0, 0),
+    "L": (1024, 1024, 64, 25, 1, 0, 0),
+    "C": (64, 512, 50, 50, 2, 65, 64),
+}
+
+
+def step_flops(i, h, b, t, layers, vocab):
+    per_token = sum(2.0 * 4 * h * ((h if l else i) + h) for l in range(layers))
+    if vocab:
+        per_token += 2.0 * h * vocab
+    return 3.0 * per_token * b * t
+
+
+def run(name, steps):
+    i, h, b, t, layers, vocab, embed = CONFIGS[name]
+    torch.manual_seed(1)
+    lstm = torch.nn.LSTM(i, h, num_layers=layers)
+    mods = [lstm]
+    if vocab:
+        emb, head = torch.nn.Embedding(vocab, embed), torch.nn.Linear(h, vocab)
+        mods += [emb, head]
+        idx = torch.randint(0, vocab, (t, b))
+        tgt = torch.randint(0, vocab, (t * b,))
+    else:
+        x = torch.rand(t, b, i) * 2 - 1
+        zero = torch.zeros(t, b, h)
+    params = [p for m in mods for p in m.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    state = None
+    times = []
+    for s in range(steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        if state is not None:  # truncated BPTT: carry the state, detached
+            state = tuple(v.detach() for v in state)
+        if vocab:
+            y, state = lstm(emb(idx), state)
+            loss = torch.nn.functional.cross_entropy(head(y.reshape(t * b, h)), tgt)
+        else:
+            y, state = lstm(x, state)
+            loss = torch.nn.functional.mse_loss(y, zero)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times[1:])
+    print(f"{name:<6} {i:6d} {h:6d} {b:4d} {t:4d} {med * 1e3:8.1f} {t * b / med:10.0f} "
+          f"{step_flops(i, h, b, t, layers, vocab) / med * 1e-9:8.1f}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", default="all", choices=["all", *CONFIGS])
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, "
+          f"median of {a.steps} steps (after 1 warm-up)")
+    print(f"{'config':<6} {'I':>6} {'H':>6} {'B':>4} {'T':>4} {'ms/step':>8} {'tokens/s':>10} {'GFLOP/s':>8}")
+    for name in CONFIGS if a.config == "all" else [a.config]:
+        run(name, a.steps)
+
+
+if __name__ == "__main__":
+    main()
