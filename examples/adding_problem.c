@@ -60,6 +60,9 @@ static double test_mse(adding *m, loom_tape *t, uint64_t seed, int batches)
     return total / batches;
 }
 
+static loom_status save_state(void *ctx, loom_ckpt *c) { return loom_ckpt_write_rng(c, "/rng/data", &((adding *)ctx)->data_rng); }
+static loom_status load_state(void *ctx, loom_ckpt *c) { return loom_ckpt_read_rng(c, "/rng/data", &((adding *)ctx)->data_rng); }
+
 static void evaluate(void *ctx, loom_tape *t, long step)
 {
     adding *m = ctx;
@@ -68,7 +71,7 @@ static void evaluate(void *ctx, loom_tape *t, long step)
 }
 
 /* Trains one cell kind from scratch and returns its test MSE (NAN on error). */
-static double train_one(loom_app_flags *f, const char *cell)
+static double train_one(loom_app_flags *f, const char *cell, loom_ckpt *ck)
 {
     adding m = {.f = f};
     loom_cell cells[LOOM_MAX_LAYERS];
@@ -93,10 +96,10 @@ static double train_one(loom_app_flags *f, const char *cell)
     fflush(stdout);
     loom_app_run run;
     double mse = NAN;
-    if (loom_app_run_init(&run, f, m.ps, "adding_problem") == 0) {
-        loom_app_task task = {&m, forward, evaluate};
-        if (loom_app_train(&run, &task) == 0) mse = test_mse(&m, run.tape, f->seed + 2000, 16);
-    }
+    loom_app_task task = {&m, forward, evaluate, save_state, load_state};
+    if (loom_app_run_init(&run, f, m.ps, "adding_problem") == 0 && loom_app_resume_finish(&run, &task, ck) == 0 &&
+        loom_app_train(&run, &task) == 0)
+        mse = test_mse(&m, run.tape, f->seed + 2000, 16);
     loom_app_run_free(&run);
     loom_seq_free(&m.seq);
     loom_params_free(m.ps);
@@ -109,17 +112,23 @@ int main(int argc, char **argv)
 {
     loom_app_flags f = {.data = "(generated)", .steps = 2000, .batch = 64, .seq = 100, .hidden = 64, .layers = 1,
                         .cell = "both", .optim = "adam", .sched = "constant", .lr = 5e-3f, .clip = 1.0f, .seed = 1,
-                        .log_every = 50, .eval_every = 500, .forget_bias = 1.0f};
+                        .log_every = 50, .eval_every = 500, .forget_bias = 1.0f, .keep = 1};
     int rc = loom_app_parse(&f, argc, argv, ABOUT, NULL);
     if (rc) return rc == 1 ? 0 : rc;
+    loom_ckpt *ck = NULL;
+    if ((rc = loom_app_resume_open(&f, "adding_problem", &ck))) return rc;
     int both = strcmp(f.cell, "both") == 0;
+    if (both && f.checkpoint) {
+        fprintf(stderr, "adding_problem: --checkpoint needs one --cell (lstm, gru, rnn or rnn_relu)\n");
+        return 2;
+    }
     if (both) f.cell = "lstm";
     if (loom_app_check(&f, "adding_problem")) return 2;
     if (f.threads > 0) loom_threads_set(f.threads);
     const char *kinds[2] = {f.cell, "rnn"};
     double mse[2] = {NAN, NAN};
     for (int k = 0; k < (both ? 2 : 1); k++) {
-        mse[k] = train_one(&f, kinds[k]);
+        mse[k] = train_one(&f, kinds[k], ck);
         if (isnan(mse[k])) return 1;
     }
     printf("\nadding problem, T=%d: test MSE (constant-prediction baseline 0.167)\n", f.seq);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "loom_io.h"
 #include "loom_layers.h"
 
 /* ---------------------------------------------------------------- flags */
@@ -29,6 +30,9 @@ typedef struct loom_app_flags {
     int keep;
     /* timeseries */
     const char *column;
+    /* names of the flags given on the command line */
+    const char *given[64];
+    int ngiven;
 } loom_app_flags;
 
 typedef enum { LOOM_FLAG_INT, LOOM_FLAG_LONG, LOOM_FLAG_FLOAT, LOOM_FLAG_U64, LOOM_FLAG_STR } loom_flag_type;
@@ -43,6 +47,8 @@ typedef struct loom_flag {
  * zero row). Prints help and returns 1 for --help; prints an error and returns 2 on a
  * bad flag; returns 0 otherwise. `about` is the program's one-paragraph description. */
 int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, const loom_flag *extra);
+/* 1 if the flag (name without --) was given on the command line. */
+int loom_app_given(const loom_app_flags *f, const char *name);
 /* Checks the common flags' ranges; prints the problem and returns 2, or 0. */
 int loom_app_check(const loom_app_flags *f, const char *prog);
 
@@ -56,6 +62,10 @@ typedef struct loom_app_task {
     loom_tensor *(*forward)(void *ctx, loom_tape *t, long step, long *tokens);
     /* Optional: called every eval_every steps and at the end (no-grad evaluation, samples). */
     void (*evaluate)(void *ctx, loom_tape *t, long step);
+    /* Optional: write / read the task's own state (RNGs, data position, carried
+     * state, configuration extras) into / from a checkpoint. Return a loom_status. */
+    loom_status (*save)(void *ctx, loom_ckpt *c);
+    loom_status (*load)(void *ctx, loom_ckpt *c);
 } loom_app_task;
 
 typedef struct loom_app_run {
@@ -70,6 +80,8 @@ typedef struct loom_app_run {
     const char *prog;
     double last_loss;      /* loss of the last step */
     double tokens_per_sec; /* over the whole run */
+    const loom_app_flags *flags;
+    long epoch;            /* passes over the data, kept by the task */
 } loom_app_run;
 
 /* Sets up tape, optimizer, schedule and log from the flags (params must be allocated). */
@@ -77,6 +89,25 @@ int loom_app_run_init(loom_app_run *r, const loom_app_flags *f, loom_params *ps,
 /* Runs steps r->step .. r->steps-1 in the order: reset, forward, loss, backward,
  * (all-reduce), clip, update, log, (checkpoint). Returns 0, or 1 after printing an error. */
 int loom_app_train(loom_app_run *r, const loom_app_task *task);
+/* Writes a full checkpoint of the run (model, optimizer, schedule, step, the task's
+ * state) to path, keeping older ones as --keep asks. Returns 0, or 1 after a message. */
+int loom_app_save(loom_app_run *r, const loom_app_task *task, const char *path);
+/* Restores a run from an open checkpoint: parameters always; optimizer, schedule,
+ * step and the task's state when the file has them (a weights-only file starts at step 0). */
+int loom_app_restore(loom_app_run *r, const loom_app_task *task, loom_ckpt *c);
+/* Writes the common configuration (cell, hidden, layers, batch, seq, dropout) under /config. */
+loom_status loom_app_config_write(loom_ckpt *c, const loom_app_flags *f);
+/* Reads /config into f. A flag given on the command line that disagrees is an error
+ * naming both; returns 0, or 2 after a message. */
+int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog);
+/* Reads an integer /config entry into *v, refusing a conflicting command-line flag. */
+int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, int *v, const char *prog);
+/* With --resume: opens the checkpoint and reads its configuration into f
+ * (see config_read). Returns 0 with *out NULL without --resume, 0 with the open
+ * checkpoint, or 1/2 after a message. */
+int loom_app_resume_open(loom_app_flags *f, const char *prog, loom_ckpt **out);
+/* Restores r from ck (if any) and closes it; returns 0 or 1 after a message. */
+int loom_app_resume_finish(loom_app_run *r, const loom_app_task *task, loom_ckpt *ck);
 /* Frees what run_init made. */
 void loom_app_run_free(loom_app_run *r);
 

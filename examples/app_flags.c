@@ -29,6 +29,10 @@ static loom_flag common_flags(loom_app_flags *f, int i)
         {"sched", LOOM_FLAG_STR, &f->sched, "learning-rate schedule: constant | step | cosine"},
         {"warmup", LOOM_FLAG_LONG, &f->warmup, "linear warmup steps"},
         {"forget-bias", LOOM_FLAG_FLOAT, &f->forget_bias, "LSTM forget-gate bias at init (0: PyTorch's init)"},
+        {"checkpoint", LOOM_FLAG_STR, &f->checkpoint, "HDF5 checkpoint to write (every --checkpoint-every steps and at the end)"},
+        {"checkpoint-every", LOOM_FLAG_LONG, &f->checkpoint_every, "steps between checkpoints (0: only at the end)"},
+        {"keep", LOOM_FLAG_INT, &f->keep, "with K > 1, also keep the last K checkpoints as PATH.step<N>"},
+        {"resume", LOOM_FLAG_STR, &f->resume, "continue from this checkpoint (model, optimizer, RNG, data position)"},
         {NULL, 0, NULL, NULL}};
     return t[i];
 }
@@ -135,7 +139,15 @@ int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, 
             return 2;
         }
         if (set_value(fl, val, prog)) return 2;
+        if (f->ngiven < (int)(sizeof f->given / sizeof f->given[0])) f->given[f->ngiven++] = fl->name;
     }
+    return 0;
+}
+
+int loom_app_given(const loom_app_flags *f, const char *name)
+{
+    for (int i = 0; i < f->ngiven; i++)
+        if (strcmp(f->given[i], name) == 0) return 1;
     return 0;
 }
 
@@ -154,6 +166,9 @@ int loom_app_check(const loom_app_flags *f, const char *prog)
     else if (f->log_every <= 0) bad = "--log-every must be positive";
     else if (f->eval_every < 0) bad = "--eval-every must be >= 0";
     else if (f->warmup < 0) bad = "--warmup must be >= 0";
+    else if (f->checkpoint_every < 0) bad = "--checkpoint-every must be >= 0";
+    else if (f->keep < 0) bad = "--keep must be >= 0";
+    else if (f->checkpoint_every > 0 && !f->checkpoint) bad = "--checkpoint-every needs --checkpoint PATH";
     if (bad) {
         fprintf(stderr, "%s: %s\n", prog, bad);
         return 2;

@@ -29,6 +29,7 @@ int loom_app_run_init(loom_app_run *r, const loom_app_flags *f, loom_params *ps,
     memset(r, 0, sizeof *r);
     r->ps = ps;
     r->prog = prog;
+    r->flags = f;
     r->steps = f->steps;
     r->clip = f->clip;
     r->log_every = f->log_every;
@@ -122,12 +123,19 @@ int loom_app_train(loom_app_run *r, const loom_app_task *task)
             if (r->log) fprintf(r->log, "%ld,%.6f,%.6g,%.1f\n", step + 1, loss_acc / steps_window, lr, tps), fflush(r->log);
             tw = now, tok_window = 0, loss_acc = 0, steps_window = 0;
         }
-        /* 8. evaluation (and, later, checkpoints) every N steps */
+        /* 8. evaluation and a checkpoint every N steps */
         if (task->evaluate && r->eval_every > 0 && (step + 1) % r->eval_every == 0 && step + 1 < r->steps) {
             if (tty) fputc('\n', stderr);
             task->evaluate(task->ctx, r->tape, step + 1);
         }
+        const loom_app_flags *f = r->flags;
+        if (f->checkpoint && f->checkpoint_every > 0 && (step + 1) % f->checkpoint_every == 0 && step + 1 < r->steps) {
+            r->step = step + 1; /* the checkpoint resumes at the next step */
+            if (loom_app_save(r, task, f->checkpoint)) return 1;
+            r->step = step;
+        }
     }
+    if (r->flags->checkpoint && loom_app_save(r, task, r->flags->checkpoint)) return 1;
     if (tty && r->steps > first) fputc('\n', stderr);
     r->tokens_per_sec = tokens_total / fmax(loom_app_now() - t0, 1e-9);
     if (task->evaluate) task->evaluate(task->ctx, r->tape, r->step);

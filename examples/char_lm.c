@@ -24,6 +24,7 @@ typedef struct charlm {
     /* data position: B streams over the training text, a cursor into each */
     long stream_len, cursor;
     int *idx, *tgt;      /* [T*B] this window's inputs and targets, time-major */
+    loom_app_run *run;   /* for its epoch count */
 } charlm;
 
 static const char ABOUT[] =
@@ -47,6 +48,7 @@ static loom_tensor *train_forward(void *ctx, loom_tape *t, long step, long *toke
     (void)step;
     if (m->cursor + T + 1 > m->stream_len) { /* wrapped around the text: start the streams afresh */
         m->cursor = 0;
+        if (m->run) m->run->epoch++;
         loom_seq_reset_state(&m->seq, B);
     }
     for (int s = 0; s < T; s++)
@@ -151,16 +153,62 @@ static void evaluate(void *ctx, loom_tape *t, long step)
     fflush(stdout);
 }
 
+static loom_status save_state(void *ctx, loom_ckpt *c)
+{
+    charlm *m = ctx;
+    int64_t embed = m->f->embed, cursor = m->cursor;
+    loom_status st = loom_ckpt_write_i64(c, "/config/embed", &embed, 0);
+    if (st == LOOM_OK) st = loom_ckpt_write_bytes(c, "/config/vocab", m->itos, (size_t)m->vocab);
+    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/dropout", &m->rng);
+    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/sample", &m->sample_rng);
+    if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/data/cursor", &cursor, 0);
+    /* the hidden state carried into the next window (truncated BPTT) */
+    if (st == LOOM_OK) st = loom_ckpt_write_floats(c, "/state/carry", m->seq.carry, 0, (int)m->seq.carry_size);
+    return st;
+}
+
+static loom_status load_state(void *ctx, loom_ckpt *c)
+{
+    charlm *m = ctx;
+    int64_t cursor;
+    loom_status st = loom_ckpt_read_rng(c, "/rng/dropout", &m->rng);
+    if (st == LOOM_OK) st = loom_ckpt_read_rng(c, "/rng/sample", &m->sample_rng);
+    if (st == LOOM_OK) st = loom_ckpt_read_i64(c, "/data/cursor", &cursor, 0);
+    if (st == LOOM_OK && (cursor < 0 || cursor > m->stream_len))
+        st = loom_error_set(LOOM_EFORMAT, "checkpoint %s: /data/cursor %lld is outside this text's streams (0..%ld)",
+                            loom_ckpt_path(c), (long long)cursor, m->stream_len);
+    if (st == LOOM_OK) st = loom_ckpt_read_floats(c, "/state/carry", m->seq.carry, 0, (int)m->seq.carry_size);
+    if (st == LOOM_OK) m->cursor = (long)cursor;
+    return st;
+}
+
+/* Encodes text with the model's vocabulary; a byte it lacks is an error naming the file. */
+static int *encode(charlm *m, const unsigned char *text, size_t len, const char *what)
+{
+    int *ids = malloc(sizeof(int) * (len ? len : 1));
+    for (size_t i = 0; ids && i < len; i++) {
+        ids[i] = m->stoi[text[i]];
+        if (ids[i] < 0) {
+            fprintf(stderr, "char_lm: %s: byte 0x%02x at offset %zu is not in the model's vocabulary of %d symbols\n", what,
+                    text[i], i, m->vocab);
+            free(ids);
+            return NULL;
+        }
+    }
+    return ids;
+}
+
 int main(int argc, char **argv)
 {
     loom_app_flags f = {.data = "/usr/share/games/fortunes", .steps = 600, .batch = 32, .seq = 64, .hidden = 256,
                         .layers = 2, .embed = 64, .cell = "lstm", .optim = "adam", .sched = "constant", .lr = 2e-3f,
                         .clip = 5.0f, .seed = 1, .log_every = 10, .eval_every = 200, .sample = 200, .prompt = "The ",
-                        .temperature = 0.8f};
+                        .temperature = 0.8f, .keep = 1};
     loom_flag extra[] = {{"embed", LOOM_FLAG_INT, &f.embed, "embedding size"},
                          {"sample", LOOM_FLAG_LONG, &f.sample, "characters to sample at each evaluation (0: none)"},
                          {"prompt", LOOM_FLAG_STR, &f.prompt, "text the samples start from"},
                          {"temperature", LOOM_FLAG_FLOAT, &f.temperature, "sampling temperature"},
+                         {"eval", LOOM_FLAG_STR, &f.eval, "with --resume: print the loss per character on this file, no training"},
                          {NULL, 0, NULL, NULL}};
     int rc = loom_app_parse(&f, argc, argv, ABOUT, extra);
     if (rc) return rc == 1 ? 0 : rc;
@@ -169,33 +217,66 @@ int main(int argc, char **argv)
         fprintf(stderr, "char_lm: --embed and --temperature must be positive, --sample >= 0\n");
         return 2;
     }
+    if (f.eval && !f.resume) {
+        fprintf(stderr, "char_lm: --eval needs --resume PATH (the model to evaluate)\n");
+        return 2;
+    }
     if (f.threads > 0) loom_threads_set(f.threads);
 
     charlm m = {.f = &f};
-    size_t len;
-    unsigned char *text = loom_app_read_text(f.data, &len, "char_lm");
-    if (!text) return 1;
-    /* Vocabulary: the bytes that occur, in byte order. */
-    int seen[256] = {0};
-    for (size_t i = 0; i < len; i++) seen[text[i]] = 1;
-    for (int c = 0; c < 256; c++) {
-        m.stoi[c] = seen[c] ? m.vocab : -1;
-        if (seen[c]) m.itos[m.vocab++] = (unsigned char)c;
+    for (int c = 0; c < 256; c++) m.stoi[c] = -1;
+    loom_ckpt *ck = NULL;
+    /* Without training: --resume with --eval, or with --sample and no --steps. */
+    int no_train = f.resume && (f.eval || (loom_app_given(&f, "sample") && !loom_app_given(&f, "steps")));
+    if (f.resume) {
+        /* The checkpoint's configuration rebuilds the model; conflicting flags are errors. */
+        size_t nv = 0;
+        ck = loom_ckpt_open(f.resume);
+        if (!ck) {
+            fprintf(stderr, "char_lm: --resume: %s\n", loom_error_message());
+            return 1;
+        }
+        if (loom_app_config_read(ck, &f, "char_lm") || loom_app_config_int(ck, &f, "embed", "embed", &f.embed, "char_lm"))
+            return loom_ckpt_close(ck), 1;
+        if (loom_ckpt_read_bytes(ck, "/config/vocab", m.itos, sizeof m.itos, &nv) != LOOM_OK || nv == 0) {
+            fprintf(stderr, "char_lm: %s\n", nv == 0 ? "checkpoint vocabulary is empty" : loom_error_message());
+            return loom_ckpt_close(ck), 1;
+        }
+        m.vocab = (int)nv;
+        for (int i = 0; i < m.vocab; i++) {
+            if (m.stoi[m.itos[i]] >= 0) {
+                fprintf(stderr, "char_lm: checkpoint %s: /config/vocab repeats byte 0x%02x\n", f.resume, m.itos[i]);
+                return loom_ckpt_close(ck), 1;
+            }
+            m.stoi[m.itos[i]] = i;
+        }
     }
-    m.nvalid = (long)(len / 20);
-    m.ntrain = (long)len - m.nvalid;
-    m.stream_len = (m.ntrain - 1) / f.batch;
-    if (m.stream_len < f.seq + 1 || m.nvalid < 2) {
-        fprintf(stderr, "char_lm: --data %s: %zu bytes is too little text for --batch %d x --seq %d\n", f.data, len, f.batch,
-                f.seq);
-        return 2;
+    size_t len = 0;
+    unsigned char *text = NULL;
+    if (!no_train) {
+        text = loom_app_read_text(f.data, &len, "char_lm");
+        if (!text) return 1;
+        if (!f.resume) { /* vocabulary: the bytes that occur, in byte order */
+            int seen[256] = {0};
+            for (size_t i = 0; i < len; i++) seen[text[i]] = 1;
+            for (int c = 0; c < 256; c++)
+                if (seen[c]) m.stoi[c] = m.vocab, m.itos[m.vocab++] = (unsigned char)c;
+        }
+        m.nvalid = (long)(len / 20);
+        m.ntrain = (long)len - m.nvalid;
+        m.stream_len = (m.ntrain - 1) / f.batch;
+        if (m.stream_len < f.seq + 1 || m.nvalid < 2) {
+            fprintf(stderr, "char_lm: --data %s: %zu bytes is too little text for --batch %d x --seq %d\n", f.data, len,
+                    f.batch, f.seq);
+            return 2;
+        }
+        m.train = encode(&m, text, len, f.data);
+        free(text);
+        if (!m.train) return 1;
+        m.valid = m.train + m.ntrain;
     }
-    m.train = malloc(sizeof(int) * len);
     m.idx = malloc(sizeof(int) * f.seq * f.batch);
     m.tgt = malloc(sizeof(int) * f.seq * f.batch);
-    for (size_t i = 0; i < len; i++) m.train[i] = m.stoi[text[i]];
-    m.valid = m.train + m.ntrain;
-    free(text);
 
     /* Model: embedding.weight, <cell>.weight_ih_l0 ..., head.weight, head.bias (PyTorch names). */
     loom_cell cells[LOOM_MAX_LAYERS];
@@ -215,17 +296,45 @@ int main(int argc, char **argv)
         return 1;
     }
     loom_seq_apply_init(&m.seq);
-    printf("char_lm: %ld train / %ld held-out characters, vocabulary %d, %s x%d hidden %d, %zu parameters, %d threads\n",
-           m.ntrain, m.nvalid, m.vocab, f.cell, f.layers, f.hidden, loom_params_size(m.ps), loom_threads_get());
-    fflush(stdout);
 
     loom_app_run run;
+    loom_app_task task = {&m, train_forward, evaluate, save_state, load_state};
     if (loom_app_run_init(&run, &f, m.ps, "char_lm")) return 1;
-    loom_app_task task = {&m, train_forward, evaluate};
-    rc = loom_app_train(&run, &task);
-    if (rc == 0)
-        printf("done: %ld steps, last train loss %.4f nats/char (%.4f bits/char), %.0f tokens/s\n", run.step, run.last_loss,
-               run.last_loss / log(2.0), run.tokens_per_sec);
+    m.run = &run;
+    if (ck) {
+        rc = no_train ? (loom_ckpt_read_params(ck, "/model", m.ps) != LOOM_OK) : loom_app_restore(&run, &task, ck);
+        if (rc && no_train) fprintf(stderr, "char_lm: %s\n", loom_error_message());
+        loom_ckpt_close(ck);
+        if (rc) return 1;
+    }
+    if (no_train) {
+        if (f.eval) {
+            size_t n;
+            unsigned char *et = loom_app_read_text(f.eval, &n, "char_lm");
+            int *ids = et ? encode(&m, et, n, f.eval) : NULL;
+            free(et);
+            if (!ids) return 1;
+            if (n < 2) {
+                fprintf(stderr, "char_lm: --eval %s: needs at least 2 characters\n", f.eval);
+                return 2;
+            }
+            m.valid = ids, m.nvalid = (long)n, f.batch = 1;
+            double l = heldout_loss(&m, run.tape, (long)n);
+            printf("%s: %zu characters, loss %.6f nats/char, %.6f bits/char\n", f.eval, n, l, l / log(2.0));
+            free(ids);
+        }
+        if (f.sample > 0 && loom_app_given(&f, "sample")) sample(&m, run.tape, f.sample, stdout);
+    } else {
+        printf("char_lm: %ld train / %ld held-out characters, vocabulary %d, %s x%d hidden %d, %zu parameters, %d threads%s\n",
+               m.ntrain, m.nvalid, m.vocab, f.cell, f.layers, f.hidden, loom_params_size(m.ps), loom_threads_get(),
+               run.step ? ", resumed" : "");
+        if (run.step) printf("resuming at step %ld of %ld\n", run.step, run.steps);
+        fflush(stdout);
+        rc = loom_app_train(&run, &task);
+        if (rc == 0)
+            printf("done: %ld steps, last train loss %.4f nats/char (%.4f bits/char), %.0f tokens/s\n", run.step,
+                   run.last_loss, run.last_loss / log(2.0), run.tokens_per_sec);
+    }
     loom_app_run_free(&run);
     loom_seq_free(&m.seq);
     loom_params_free(m.ps);

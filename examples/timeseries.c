@@ -147,6 +147,9 @@ static void test_rmse(tseries *m, loom_tape *t, double *model, double *naive)
     *naive = sqrt(sn / (cnt ? cnt : 1));
 }
 
+static loom_status save_state(void *ctx, loom_ckpt *c) { return loom_ckpt_write_rng(c, "/rng/data", &((tseries *)ctx)->data_rng); }
+static loom_status load_state(void *ctx, loom_ckpt *c) { return loom_ckpt_read_rng(c, "/rng/data", &((tseries *)ctx)->data_rng); }
+
 static void evaluate(void *ctx, loom_tape *t, long step)
 {
     double a, b;
@@ -159,11 +162,13 @@ int main(int argc, char **argv)
 {
     loom_app_flags f = {.data = NULL, .steps = 600, .batch = 32, .seq = 50, .hidden = 32, .layers = 1, .cell = "lstm",
                         .optim = "adam", .sched = "constant", .lr = 5e-3f, .clip = 1.0f, .seed = 1, .log_every = 50,
-                        .eval_every = 200, .column = "0"};
+                        .eval_every = 200, .column = "0", .keep = 1};
     loom_flag extra[] = {{"column", LOOM_FLAG_STR, &f.column, "CSV column: header name or 0-based index"},
                          {NULL, 0, NULL, NULL}};
     int rc = loom_app_parse(&f, argc, argv, ABOUT, extra);
     if (rc) return rc == 1 ? 0 : rc;
+    loom_ckpt *ck = NULL;
+    if ((rc = loom_app_resume_open(&f, "timeseries", &ck))) return rc;
     if (loom_app_check(&f, "timeseries")) return 2;
     if (f.threads > 0) loom_threads_set(f.threads);
     tseries m = {.f = &f};
@@ -209,8 +214,8 @@ int main(int argc, char **argv)
     printf("timeseries: %ld values (%s), %ld for training, %s hidden %d\n", m.n, f.data ? f.data : "generated", m.ntrain,
            f.cell, f.hidden);
     loom_app_run run;
-    if (loom_app_run_init(&run, &f, m.ps, "timeseries")) return 1;
-    loom_app_task task = {&m, forward, evaluate};
+    loom_app_task task = {&m, forward, evaluate, save_state, load_state};
+    if (loom_app_run_init(&run, &f, m.ps, "timeseries") || loom_app_resume_finish(&run, &task, ck)) return 1;
     rc = loom_app_train(&run, &task);
     loom_app_run_free(&run);
     loom_seq_free(&m.seq);
