@@ -28,6 +28,7 @@ typedef struct loom_app_flags {
     const char *checkpoint, *resume;
     long checkpoint_every;
     int keep;
+    long stop_at;
     /* timeseries */
     const char *column;
     /* names of the flags given on the command line */

@@ -32,6 +32,7 @@ static loom_flag common_flags(loom_app_flags *f, int i)
         {"checkpoint", LOOM_FLAG_STR, &f->checkpoint, "HDF5 checkpoint to write (every --checkpoint-every steps and at the end)"},
         {"checkpoint-every", LOOM_FLAG_LONG, &f->checkpoint_every, "steps between checkpoints (0: only at the end)"},
         {"keep", LOOM_FLAG_INT, &f->keep, "with K > 1, also keep the last K checkpoints as PATH.step<N>"},
+        {"stop-at", LOOM_FLAG_LONG, &f->stop_at, "stop at this step as if the job were killed, after a checkpoint (0: off)"},
         {"resume", LOOM_FLAG_STR, &f->resume, "continue from this checkpoint (model, optimizer, RNG, data position)"},
         {NULL, 0, NULL, NULL}};
     return t[i];

@@ -85,7 +85,8 @@ int loom_app_train(loom_app_run *r, const loom_app_task *task)
     long first = r->step, tokens_total = 0;
     double t0 = loom_app_now(), tw = t0, loss_acc = 0;
     long tok_window = 0, steps_window = 0;
-    for (; r->step < r->steps; r->step++) {
+    long end = r->flags->stop_at > 0 && r->flags->stop_at < r->steps ? r->flags->stop_at : r->steps;
+    for (; r->step < end; r->step++) {
         long step = r->step, tokens = 0;
         /* 1. forget the last step's values; the arena keeps its memory */
         loom_tape_reset(r->tape);
@@ -129,7 +130,7 @@ int loom_app_train(loom_app_run *r, const loom_app_task *task)
             task->evaluate(task->ctx, r->tape, step + 1);
         }
         const loom_app_flags *f = r->flags;
-        if (f->checkpoint && f->checkpoint_every > 0 && (step + 1) % f->checkpoint_every == 0 && step + 1 < r->steps) {
+        if (f->checkpoint && f->checkpoint_every > 0 && (step + 1) % f->checkpoint_every == 0 && step + 1 < end) {
             r->step = step + 1; /* the checkpoint resumes at the next step */
             if (loom_app_save(r, task, f->checkpoint)) return 1;
             r->step = step;

@@ -237,7 +237,7 @@ int main(int argc, char **argv)
             return 1;
         }
         if (loom_app_config_read(ck, &f, "char_lm") || loom_app_config_int(ck, &f, "embed", "embed", &f.embed, "char_lm"))
-            return loom_ckpt_close(ck), 1;
+            return loom_ckpt_close(ck), 2;
         if (loom_ckpt_read_bytes(ck, "/config/vocab", m.itos, sizeof m.itos, &nv) != LOOM_OK || nv == 0) {
             fprintf(stderr, "char_lm: %s\n", nv == 0 ? "checkpoint vocabulary is empty" : loom_error_message());
             return loom_ckpt_close(ck), 1;
