@@ -223,8 +223,10 @@ loom_status loom_ckpt_read_str(loom_ckpt *c, const char *name, char *buf, size_t
     hid_t ft = H5Dget_type(ds);
     int vlen = H5Tis_variable_str(ft) > 0;
     size_t size = H5Tget_size(ft);
+    H5T_cset_t cset = H5Tget_cset(ft); /* h5py writes UTF-8; HDF5 will not convert between character sets */
     H5Tclose(ft);
     hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_cset(mt, cset);
     if (vlen) {
         char *s = NULL;
         H5Tset_size(mt, H5T_VARIABLE);
