@@ -152,6 +152,11 @@ int loom_app_save(loom_app_run *r, const loom_app_task *task, const char *path)
 
 int loom_app_restore(loom_app_run *r, const loom_app_task *task, loom_ckpt *c)
 {
+    int world = 1, threads = 0;
+    loom_ckpt_info(c, NULL, &world, &threads);
+    if (threads > 0 && threads != loom_threads_get())
+        fprintf(stderr, "%s: note: %s was written by a run with %d threads, this one has %d: the resumed run is correct "
+                        "but not bit-identical to an uninterrupted one\n", r->prog, loom_ckpt_path(c), threads, loom_threads_get());
     loom_status st = loom_ckpt_read_params(c, "/model", r->ps);
     if (st == LOOM_OK && loom_ckpt_has(c, "/train")) {
         int64_t step, epoch;
