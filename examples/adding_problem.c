@@ -74,18 +74,12 @@ static void evaluate(void *ctx, loom_tape *t, long step)
 static double train_one(loom_app_flags *f, const char *cell, loom_ckpt *ck)
 {
     adding m = {.f = f};
-    loom_cell cells[LOOM_MAX_LAYERS];
-    for (int l = 0; l < f->layers; l++) {
-        loom_cell_init_kind(&cells[l], cell, l ? f->hidden : 2, f->hidden);
-        cells[l].forget_bias = f->forget_bias;
-    }
     loom_rng init = loom_rng_init(f->seed);
     m.data_rng = loom_rng_init(f->seed + 1);
     m.ps = loom_params_new();
     m.x = malloc(sizeof(float) * f->seq * f->batch * 2);
     m.y = malloc(sizeof(float) * f->batch);
-    if (loom_seq_init(&m.seq, cells, f->layers, f->dropout) != LOOM_OK ||
-        loom_seq_declare(&m.seq, m.ps, strncmp(cell, "rnn", 3) == 0 ? "rnn" : cell) != LOOM_OK ||
+    if (loom_app_seq_declare(f, cell, 2, &m.seq, m.ps) != LOOM_OK ||
         loom_linear_declare(&m.head, m.ps, "head", f->hidden, 1) != LOOM_OK || loom_params_alloc(m.ps, &init) != LOOM_OK ||
         loom_seq_reset_state(&m.seq, f->batch) != LOOM_OK) {
         fprintf(stderr, "adding_problem: %s\n", loom_error_message());

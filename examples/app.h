@@ -112,6 +112,13 @@ int loom_app_resume_finish(loom_app_run *r, const loom_app_task *task, loom_ckpt
 /* Frees what run_init made. */
 void loom_app_run_free(loom_app_run *r);
 
+/* ---------------------------------------------------------------- model */
+
+/* Declares the recurrent stack the flags describe (--layers of `cell` with --hidden
+ * units, --dropout between them, --forget-bias) on `input` features, under the
+ * PyTorch prefix of the cell ("lstm", "gru", "rnn"). */
+loom_status loom_app_seq_declare(const loom_app_flags *f, const char *cell, int input, loom_seq *seq, loom_params *ps);
+
 /* ---------------------------------------------------------------- data */
 
 /* Reads a file, or every extension-less file of a directory in name order, into

@@ -142,3 +142,15 @@ int loom_app_train(loom_app_run *r, const loom_app_task *task)
     if (task->evaluate) task->evaluate(task->ctx, r->tape, r->step);
     return 0;
 }
+
+loom_status loom_app_seq_declare(const loom_app_flags *f, const char *cell, int input, loom_seq *seq, loom_params *ps)
+{
+    loom_cell cells[LOOM_MAX_LAYERS];
+    for (int l = 0; l < f->layers; l++) {
+        loom_status st = loom_cell_init_kind(&cells[l], cell, l ? f->hidden : input, f->hidden);
+        if (st != LOOM_OK) return st;
+        cells[l].forget_bias = f->forget_bias;
+    }
+    loom_status st = loom_seq_init(seq, cells, f->layers, f->dropout);
+    return st != LOOM_OK ? st : loom_seq_declare(seq, ps, strncmp(cell, "rnn", 3) == 0 ? "rnn" : cell);
+}

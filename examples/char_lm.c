@@ -279,17 +279,11 @@ int main(int argc, char **argv)
     m.tgt = malloc(sizeof(int) * f.seq * f.batch);
 
     /* Model: embedding.weight, <cell>.weight_ih_l0 ..., head.weight, head.bias (PyTorch names). */
-    loom_cell cells[LOOM_MAX_LAYERS];
-    for (int l = 0; l < f.layers; l++) {
-        loom_cell_init_kind(&cells[l], f.cell, l ? f.hidden : f.embed, f.hidden);
-        cells[l].forget_bias = f.forget_bias;
-    }
-    const char *prefix = strncmp(f.cell, "rnn", 3) == 0 ? "rnn" : f.cell;
     m.ps = loom_params_new();
     m.rng = loom_rng_init(f.seed);
     m.sample_rng = loom_rng_init(f.seed ^ 0x5EEDu);
     if (loom_embedding_declare(&m.emb, m.ps, "embedding", m.vocab, f.embed) != LOOM_OK ||
-        loom_seq_init(&m.seq, cells, f.layers, f.dropout) != LOOM_OK || loom_seq_declare(&m.seq, m.ps, prefix) != LOOM_OK ||
+        loom_app_seq_declare(&f, f.cell, f.embed, &m.seq, m.ps) != LOOM_OK ||
         loom_linear_declare(&m.head, m.ps, "head", f.hidden, m.vocab) != LOOM_OK ||
         loom_params_alloc(m.ps, &m.rng) != LOOM_OK || loom_seq_reset_state(&m.seq, f.batch) != LOOM_OK) {
         fprintf(stderr, "char_lm: %s\n", loom_error_message());

@@ -193,18 +193,12 @@ int main(int argc, char **argv)
     m.std = sqrt(fmax(ss / m.ntrain - m.mean * m.mean, 1e-12));
     for (long i = 0; i < m.n; i++) m.v[i] = (float)((m.v[i] - m.mean) / m.std);
 
-    loom_cell cells[LOOM_MAX_LAYERS];
-    for (int l = 0; l < f.layers; l++) {
-        loom_cell_init_kind(&cells[l], f.cell, l ? f.hidden : 1, f.hidden);
-        cells[l].forget_bias = f.forget_bias;
-    }
     loom_rng init = loom_rng_init(f.seed);
     m.data_rng = loom_rng_init(f.seed + 1);
     m.ps = loom_params_new();
     m.x = malloc(sizeof(float) * f.seq * f.batch);
     m.y = malloc(sizeof(float) * f.seq * f.batch);
-    if (loom_seq_init(&m.seq, cells, f.layers, f.dropout) != LOOM_OK ||
-        loom_seq_declare(&m.seq, m.ps, strncmp(f.cell, "rnn", 3) == 0 ? "rnn" : f.cell) != LOOM_OK ||
+    if (loom_app_seq_declare(&f, f.cell, 1, &m.seq, m.ps) != LOOM_OK ||
         loom_linear_declare(&m.head, m.ps, "head", f.hidden, 1) != LOOM_OK || loom_params_alloc(m.ps, &init) != LOOM_OK ||
         loom_seq_reset_state(&m.seq, f.batch) != LOOM_OK) {
         fprintf(stderr, "timeseries: %s\n", loom_error_message());

@@ -57,3 +57,16 @@ loom_tensor *loom_cell_project(loom_cell *c, loom_tape *t, loom_cell_seq_args *a
     if (xp && xp->requires_grad) *gxp = loom_tape_grad(t, xp);
     return xp;
 }
+
+void loom_cell_base(loom_cell *c, const char *name, int input, int hidden, int n_state, loom_cell_declare_fn declare,
+                    loom_cell_step_fn step, loom_cell_seq_fn seq)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->input_size = input;
+    c->hidden_size = hidden;
+    c->n_state = n_state;
+    c->declare = declare;
+    c->step = step;
+    c->seq = seq;
+}

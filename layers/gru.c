@@ -110,12 +110,5 @@ static loom_status gru_seq(loom_cell *c, loom_tape *t, loom_cell_seq_args *a)
 
 void loom_gru_init(loom_cell *c, int input, int hidden)
 {
-    memset(c, 0, sizeof *c);
-    strcpy(c->name, "gru");
-    c->input_size = input;
-    c->hidden_size = hidden;
-    c->n_state = 1;
-    c->declare = gru_declare;
-    c->step = gru_step;
-    c->seq = gru_seq;
+    loom_cell_base(c, "gru", input, hidden, 1, gru_declare, gru_step, gru_seq);
 }

@@ -25,6 +25,10 @@ loom_status loom_cell_declare_gated(loom_cell *c, loom_params *ps, const char *p
  * steps in one GEMM, with its gradient buffer allocated when training. */
 loom_tensor *loom_cell_project(loom_cell *c, loom_tape *t, loom_cell_seq_args *a, float **gxp);
 
+/* Fills the fields every built-in cell sets. */
+void loom_cell_base(loom_cell *c, const char *name, int input, int hidden, int n_state, loom_cell_declare_fn declare,
+                    loom_cell_step_fn step, loom_cell_seq_fn seq);
+
 static inline float loom_sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 #endif

@@ -127,13 +127,6 @@ static loom_status lstm_seq(loom_cell *c, loom_tape *t, loom_cell_seq_args *a)
 
 void loom_lstm_init(loom_cell *c, int input, int hidden, float forget_bias)
 {
-    memset(c, 0, sizeof *c);
-    strcpy(c->name, "lstm");
-    c->input_size = input;
-    c->hidden_size = hidden;
-    c->n_state = 2;
-    c->declare = lstm_declare;
-    c->step = lstm_step;
-    c->seq = lstm_seq;
+    loom_cell_base(c, "lstm", input, hidden, 2, lstm_declare, lstm_step, lstm_seq);
     c->forget_bias = forget_bias;
 }

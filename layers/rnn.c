@@ -80,13 +80,6 @@ static loom_status rnn_seq(loom_cell *c, loom_tape *t, loom_cell_seq_args *a)
 
 void loom_rnn_init(loom_cell *c, int input, int hidden, int relu)
 {
-    memset(c, 0, sizeof *c);
-    strcpy(c->name, relu ? "rnn_relu" : "rnn");
-    c->input_size = input;
-    c->hidden_size = hidden;
-    c->n_state = 1;
+    loom_cell_base(c, relu ? "rnn_relu" : "rnn", input, hidden, 1, rnn_declare, rnn_step, rnn_seq);
     c->relu = relu;
-    c->declare = rnn_declare;
-    c->step = rnn_step;
-    c->seq = rnn_seq;
 }

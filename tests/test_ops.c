@@ -358,3 +358,43 @@ Test(gradcheck, composite_recurrence_through_time)
     free_case(&k);
 }
 
+
+static loom_tensor *fn_vstack(loom_tape *t, void *ctx)
+{
+    opcase *k = ctx;
+    loom_tensor *parts[3] = {k->a, k->b, k->c};
+    return project(t, loom_op_vstack(t, parts, 3));
+}
+
+Test(gradcheck, vstack_odd_heights)
+{
+    opcase k = {0};
+    k.a = rand_tensor(1, 7, 1, 1200, -1, 1);
+    k.b = rand_tensor(7, 7, 0, 1201, -1, 1); /* no gradient wanted */
+    k.c = rand_tensor(33, 7, 1, 1202, -1, 1);
+    loom_tensor *wrt[2] = {k.a, k.c};
+    expect_gradcheck(fn_vstack, &k, wrt, 2, 1e-2, "vstack");
+    free_case(&k);
+}
+
+/* Two overlapping uses of views of one tensor: their gradients meet in its buffer. */
+static loom_tensor *fn_views(loom_tape *t, void *ctx)
+{
+    opcase *k = ctx;
+    loom_tensor *top = loom_tape_view_rows(t, k->a, 0, 5), *bottom = loom_tape_view_rows(t, k->a, 2, 5);
+    return project(t, loom_op_mul(t, loom_op_tanh(t, top), bottom));
+}
+
+Test(gradcheck, view_rows_share_the_gradient)
+{
+    opcase k = {0};
+    k.a = rand_tensor(7, 33, 1, 1300, -1, 1);
+    expect_gradcheck(fn_views, &k, &k.a, 1, 1e-2, "view_rows");
+    loom_tape *t = loom_tape_new(0);
+    loom_tensor *v = loom_tape_view_rows(t, k.a, 3, 2);
+    cr_expect_eq(v->data, k.a->data + 3 * 33, "a view copies nothing");
+    cr_expect_eq(loom_tape_length(t), 0, "a view records nothing");
+    cr_expect_null(loom_tape_view_rows(t, k.a, 6, 2));
+    loom_tape_free(t);
+    free_case(&k);
+}
