@@ -92,3 +92,57 @@ Test(memory, steady_state_step_allocates_nothing)
     loom_tape_free(t);
     loom_params_free(ps);
 }
+
+#include "loom_layers.h"
+
+Test(memory, steady_state_lstm_adam_step_allocates_nothing)
+{
+    /* The whole training step of the examples: embedding, 2-layer fused LSTM with
+     * dropout and carried state, linear head, softmax CE, backward, clip, Adam. */
+    install();
+    enum { V = 20, E = 8, H = 32, T = 12, B = 4 };
+    loom_cell cells[2];
+    loom_lstm_init(&cells[0], E, H, 1.0f);
+    loom_lstm_init(&cells[1], H, H, 1.0f);
+    loom_seq seq;
+    loom_params *ps = loom_params_new();
+    loom_embedding emb;
+    loom_linear head;
+    loom_optim opt;
+    loom_rng rng = loom_rng_init(3);
+    cr_assert_eq(loom_seq_init(&seq, cells, 2, 0.2f), LOOM_OK);
+    cr_assert_eq(loom_embedding_declare(&emb, ps, "embedding", V, E), LOOM_OK);
+    cr_assert_eq(loom_seq_declare(&seq, ps, "lstm"), LOOM_OK);
+    cr_assert_eq(loom_linear_declare(&head, ps, "head", H, V), LOOM_OK);
+    cr_assert_eq(loom_params_alloc(ps, &rng), LOOM_OK);
+    cr_assert_eq(loom_seq_reset_state(&seq, B), LOOM_OK);
+    cr_assert_eq(loom_optim_init(&opt, loom_optim_defaults(LOOM_ADAM), loom_params_size(ps)), LOOM_OK);
+    int idx[T * B], tgt[T * B];
+    for (int i = 0; i < T * B; i++) idx[i] = i % V, tgt[i] = (i + 1) % V;
+    loom_tape *t = loom_tape_new(1024);
+    float first = 0, last = 0;
+    for (int s = 0; s < 13; s++) {
+        if (s == 3) {
+            atomic_store(&mallocs, 0);
+            atomic_store(&counting, 1);
+        }
+        loom_tape_reset(t);
+        loom_params_zero_grad(ps);
+        loom_seq_out o;
+        loom_tensor *x = loom_op_embedding(t, emb.weight, idx, T * B);
+        cr_assert_eq(loom_seq_forward(&seq, t, x, T, B, NULL, 1, 1, &rng, &o), LOOM_OK);
+        loom_tensor *loss = loom_op_softmax_ce(t, loom_linear_apply(t, o.y, head.weight, head.bias), tgt, NULL);
+        cr_assert_eq(loom_tape_backward(t, loss), LOOM_OK);
+        loom_clip_grad_norm(loom_params_grad(ps), loom_params_size(ps), 1.0f);
+        loom_optim_step(&opt, loom_params_data(ps), loom_params_grad(ps), 1e-2f);
+        if (s == 3) first = loss->data[0];
+        last = loss->data[0];
+    }
+    atomic_store(&counting, 0);
+    cr_expect_eq(atomic_load(&mallocs), 0, "%ld heap allocations in 10 steady-state LSTM steps", atomic_load(&mallocs));
+    cr_expect_lt(last, first, "the loss falls (%g -> %g)", first, last);
+    loom_tape_free(t);
+    loom_optim_free(&opt);
+    loom_seq_free(&seq);
+    loom_params_free(ps);
+}
