@@ -143,7 +143,8 @@ static void sample(charlm *m, loom_tape *t, long n, FILE *out)
 static void evaluate(void *ctx, loom_tape *t, long step)
 {
     charlm *m = ctx;
-    double l = heldout_loss(m, t, step < m->f->steps ? 20000 : 200000);
+    /* The whole held-out text every time, so the numbers are comparable along the run. */
+    double l = heldout_loss(m, t, m->nvalid);
     printf("step %ld: held-out loss %.4f nats/char, %.4f bits/char\n", step, l, l / log(2.0));
     if (m->f->sample > 0) {
         printf("--- sample ---\n");
