@@ -90,7 +90,7 @@ static loom_status gru_seq(loom_cell *c, loom_tape *t, loom_cell_seq_args *a)
                     continue;
                 }
                 float rg = loom_sigmoidf(x[j] + qr[j]), zg = loom_sigmoidf(x[H + j] + qr[H + j]);
-                float ng = tanhf(x[2 * H + j] + rg * qr[2 * H + j]);
+                float ng = loom_tanhf(x[2 * H + j] + rg * qr[2 * H + j]);
                 x[j] = rg, x[H + j] = zg, x[2 * H + j] = ng;
                 h->data[k] = (1.0f - zg) * ng + zg * hp->data[k];
             }

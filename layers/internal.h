@@ -30,5 +30,12 @@ void loom_cell_base(loom_cell *c, const char *name, int input, int hidden, int n
                     loom_cell_step_fn step, loom_cell_seq_fn seq);
 
 static inline float loom_sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* tanh through one expf: glibc's tanhf goes through the slower expm1f, and the
+ * fused cells spend a fifth of their time there. Absolute error ~1e-7. */
+static inline float loom_tanhf(float x)
+{
+    float e = expf(-2.0f * fabsf(x));
+    return copysignf((1.0f - e) / (1.0f + e), x);
+}
 
 #endif

@@ -26,6 +26,7 @@ static loom_status lstm_step(loom_cell *c, loom_tape *t, loom_tensor *x, loom_te
 typedef struct lstm_ctx {
     const unsigned char *keep;
     const loom_tensor *W;
+    const float *tc; /* tanh(c), kept from the forward pass */
 } lstm_ctx;
 
 /* in: gates view [B x 4H] (activations in place after forward), h_prev, c_prev; out: c; out2: h. */
@@ -49,7 +50,7 @@ static void lstm_fused_backward(loom_node *nd)
                 continue;
             }
             float ig = a[j], fg = a[H + j], gg = a[2 * H + j], og = a[3 * H + j];
-            float tc = tanhf(c->data[k]);
+            float tc = cx->tc[k];
             float dct = dck + dhk * og * (1.0f - tc * tc);
             d[j] += dct * gg * ig * (1.0f - ig);
             d[H + j] += dct * cp->data[k] * fg * (1.0f - fg);
@@ -73,7 +74,8 @@ static loom_tensor *lstm_fused_step(loom_tape *t, loom_cell *c, loom_tensor *gv,
 {
     int B = hp->rows, H = hp->cols;
     loom_tensor *cn = loom_tape_tensor(t, B, H);
-    if (!cn) return NULL;
+    float *tcs = loom_tape_nograd(t) ? NULL : loom_arena_alloc(loom_tape_arena(t), (size_t)B * H * sizeof(float));
+    if (!cn || (!loom_tape_nograd(t) && !tcs)) return loom_tape_fail(t, LOOM_ENOMEM, "lstm_step: out of memory");
     loom_rec_forward(gv->data, hp->data, c->w[1], c->w[3], B);
     LOOM_PFOR_IF((long)B * H >= LOOM_PAR_MIN, r, B, {
         float *a = gv->data + (size_t)r * 4 * H;
@@ -84,12 +86,13 @@ static loom_tensor *lstm_fused_step(loom_tape *t, loom_cell *c, loom_tensor *gv,
                 h->data[k] = hp->data[k];
                 continue;
             }
-            float ig = loom_sigmoidf(a[j]), fg = loom_sigmoidf(a[H + j]), gg = tanhf(a[2 * H + j]),
+            float ig = loom_sigmoidf(a[j]), fg = loom_sigmoidf(a[H + j]), gg = loom_tanhf(a[2 * H + j]),
                   og = loom_sigmoidf(a[3 * H + j]);
             a[j] = ig, a[H + j] = fg, a[2 * H + j] = gg, a[3 * H + j] = og;
-            float cv = fg * cp->data[k] + ig * gg;
+            float cv = fg * cp->data[k] + ig * gg, tc = loom_tanhf(cv);
             cn->data[k] = cv;
-            h->data[k] = og * tanhf(cv);
+            if (tcs) tcs[k] = tc;
+            h->data[k] = og * tc;
         }
     });
     loom_tensor *in[3] = {gv, hp, cp};
@@ -99,6 +102,7 @@ static loom_tensor *lstm_fused_step(loom_tape *t, loom_cell *c, loom_tensor *gv,
         if (!cx) return loom_tape_fail(t, LOOM_ENOMEM, "lstm_step: out of memory");
         cx->keep = keep;
         cx->W = c->w[1];
+        cx->tc = tcs;
         nd->ctx = cx;
         nd->out2 = h;
         h->requires_grad = 1;

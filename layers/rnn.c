@@ -62,7 +62,7 @@ static loom_status rnn_seq(loom_cell *c, loom_tape *t, loom_cell_seq_args *a)
         LOOM_PFOR(k, n, {
             size_t r = (size_t)k / (size_t)H;
             float p = pv->data[k];
-            h->data[k] = !keep[r] ? hp->data[k] : relu ? (p > 0.0f ? p : 0.0f) : tanhf(p);
+            h->data[k] = !keep[r] ? hp->data[k] : relu ? (p > 0.0f ? p : 0.0f) : loom_tanhf(p);
         });
         loom_tensor *in[2] = {pv, hp};
         loom_node *nd = loom_tape_record(t, "rnn_step", rnn_fused_backward, h, in, 2);
