@@ -58,9 +58,21 @@ unsigned char *loom_app_read_text(const char *path, size_t *len, const char *pro
         char *names[1024];
         int n = 0;
         struct dirent *e;
-        while ((e = readdir(d)) && n < 1024)
-            if (e->d_name[0] != '.' && !strchr(e->d_name, '.')) names[n++] = strdup(e->d_name);
+        int too_many = 0;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.' && !strchr(e->d_name, '.')) {
+                if (n == 1024) {
+                    too_many = 1;
+                    break;
+                }
+                names[n++] = strdup(e->d_name);
+            }
         closedir(d);
+        if (too_many) { /* refuse rather than train on an arbitrary subset */
+            for (int i = 0; i < n; i++) free(names[i]);
+            fprintf(stderr, "%s: --data %s: more than 1024 files; concatenate them into one file\n", prog, path);
+            return NULL;
+        }
         qsort(names, (size_t)n, sizeof *names, cmp_str);
         int bad = 0;
         for (int i = 0; i < n; i++) {

@@ -75,7 +75,14 @@ static long read_csv_column(const char *path, const char *column, float **out)
             fprintf(stderr, "timeseries: --data %s line %ld: '%s' is not a number\n", path, lineno, fields[col]);
             goto fail;
         }
-        if (n == cap) v = realloc(v, sizeof(float) * (cap *= 2));
+        if (n == cap) {
+            float *nv = realloc(v, sizeof(float) * (cap *= 2));
+            if (!nv) {
+                fprintf(stderr, "timeseries: --data %s: out of memory at line %ld\n", path, lineno);
+                goto fail;
+            }
+            v = nv;
+        }
         v[n++] = x;
     }
     fclose(fp);
