@@ -237,6 +237,13 @@ loom_tensor *loom_op_softmax_ce(loom_tape *t, loom_tensor *logits, const int *ta
 loom_tensor *loom_op_mse(loom_tape *t, loom_tensor *pred, const loom_tensor *target, const float *weight);
 /* Inverted dropout with drop probability p, mask drawn from rng; p == 0 is the identity. */
 loom_tensor *loom_op_dropout(loom_tape *t, loom_tensor *a, float p, loom_rng *rng);
+/* Dropout on a shard of a larger tensor, for data parallelism: a's rows come in blocks of
+ * `rows`, each holding rows [row0, row0+rows) of a block of total_rows in the whole tensor
+ * (time-major [T*B] with B split over processes). The mask is the one the whole tensor
+ * would get, so it does not depend on how the rows are split, and rng advances by the
+ * whole tensor's size. With rows == total_rows it is loom_op_dropout. */
+loom_tensor *loom_op_dropout_shard(loom_tape *t, loom_tensor *a, float p, loom_rng *rng, int rows, int total_rows,
+                                   int row0);
 /* The same values with no gradient flowing back (stop-gradient). */
 loom_tensor *loom_op_detach(loom_tape *t, loom_tensor *a);
 /* Row r of the result is a's row r where keep[r] is nonzero, else b's row r. */

@@ -134,17 +134,27 @@ static void dropout_backward(loom_node *nd)
     LOOM_PFOR(i, n, g[i] += nd->out->grad[i] * mask[i];);
 }
 
-loom_tensor *loom_op_dropout(loom_tape *t, loom_tensor *a, float p, loom_rng *rng)
+loom_tensor *loom_op_dropout_shard(loom_tape *t, loom_tensor *a, float p, loom_rng *rng, int rows, int total_rows,
+                                   int row0)
 {
     if (loom_tape_null_inputs(t, "dropout", &a, 1)) return NULL;
     if (!(p >= 0.0f && p < 1.0f)) return loom_tape_fail(t, LOOM_EARG, "dropout: probability %g is outside [0,1)", p);
     if (p == 0.0f) return a;
     if (!rng) return loom_tape_fail(t, LOOM_EARG, "dropout: rng is NULL");
-    size_t n = loom_tensor_size(a);
+    if (rows <= 0 || a->rows % rows != 0 || row0 < 0 || row0 + rows > total_rows)
+        return loom_tape_fail(t, LOOM_EARG, "dropout: rows %d at %d of %d do not tile a [%dx%d] input", rows, row0,
+                              total_rows, a->rows, a->cols);
+    size_t n = loom_tensor_size(a), cols = (size_t)a->cols, blocks = (size_t)(a->rows / rows);
     loom_tensor *c = loom_tape_tensor(t, a->rows, a->cols);
     float *mask = loom_arena_alloc(loom_tape_arena(t), n * sizeof(float));
     if (!c || !mask) return loom_tape_fail(t, LOOM_ENOMEM, "dropout: out of memory");
-    loom_rng_fill_uniform(rng, mask, n, 0.0f, 1.0f);
+    /* Block k's rows are rows row0.. of block k of the whole tensor, so each element draws
+     * the counter it would draw there, whoever holds the other rows. */
+    for (size_t k = 0; k < blocks; k++) {
+        loom_rng at = {rng->seed, rng->counter + (k * (size_t)total_rows + (size_t)row0) * cols};
+        loom_rng_fill_uniform(&at, mask + k * (size_t)rows * cols, (size_t)rows * cols, 0.0f, 1.0f);
+    }
+    rng->counter += blocks * (size_t)total_rows * cols;
     float keep = 1.0f / (1.0f - p);
     LOOM_PFOR(i, n, {
         mask[i] = mask[i] >= p ? keep : 0.0f;
@@ -153,4 +163,10 @@ loom_tensor *loom_op_dropout(loom_tape *t, loom_tensor *a, float p, loom_rng *rn
     loom_node *nd = loom_tape_record(t, "dropout", dropout_backward, c, &a, 1);
     if (nd) nd->ctx = mask;
     return c;
+}
+
+loom_tensor *loom_op_dropout(loom_tape *t, loom_tensor *a, float p, loom_rng *rng)
+{
+    int rows = a && a->rows > 0 ? a->rows : 1;
+    return loom_op_dropout_shard(t, a, p, rng, rows, rows, 0);
 }

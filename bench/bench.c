@@ -1,13 +1,15 @@
 /* bench: training-step throughput (forward + backward + Adam update) in
  * tokens/s and GFLOP/s for the configurations of the README's table.
- * Usage: bench [--config S|M|L|C|all] [--steps N] [--threads N] */
+ * Usage: bench [--config S|M|L|C|all] [--steps N] [--threads N]
+ * Runs the library trainer, so under mpirun it measures data-parallel steps
+ * (B is the global batch) and prints the time of each phase of a step. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "loom_layers.h"
+#include "loom_dist.h"
 
 typedef struct config {
     const char *name;
@@ -48,64 +50,95 @@ static double step_flops(const config *c)
     return 3.0 * per_token * c->batch * c->steps_t;
 }
 
-static int run(const config *c, int steps)
-{
-    int T = c->steps_t, B = c->batch, H = c->hidden;
-    loom_params *ps = loom_params_new();
-    loom_cell cells[2];
-    for (int l = 0; l < c->layers; l++) loom_lstm_init(&cells[l], l ? H : c->input, H, 0.0f);
+/* One configuration's model and synthetic data, as a trainer task over this rank's rows. */
+typedef struct bench_task {
+    const config *c;
     loom_seq seq;
     loom_embedding emb;
     loom_linear head;
-    loom_rng rng = loom_rng_init(1);
-    loom_optim opt;
-    if (loom_seq_init(&seq, cells, c->layers, 0.0f) != LOOM_OK || loom_seq_declare(&seq, ps, "lstm") != LOOM_OK ||
-        (c->vocab && (loom_embedding_declare(&emb, ps, "embedding", c->vocab, c->embed) != LOOM_OK ||
-                      loom_linear_declare(&head, ps, "head", H, c->vocab) != LOOM_OK)) ||
-        loom_params_alloc(ps, &rng) != LOOM_OK || loom_seq_reset_state(&seq, B) != LOOM_OK ||
-        loom_optim_init(&opt, loom_optim_defaults(LOOM_ADAM), loom_params_size(ps)) != LOOM_OK) {
-        fprintf(stderr, "bench: %s\n", loom_error_message());
+    loom_rng rng;
+    float *x;
+    int *idx, *tgt;
+    loom_tensor *zero;
+} bench_task;
+
+static loom_tensor *bench_forward(void *ctx, loom_tape *t, loom_batch *b)
+{
+    bench_task *k = ctx;
+    const config *c = k->c;
+    int T = c->steps_t, B = b->rows;
+    loom_tensor *in = c->vocab ? loom_op_embedding(t, k->emb.weight, k->idx, T * B) : loom_tape_from(t, T * B, c->input, k->x);
+    loom_seq_out o;
+    b->count = (double)T * B;
+    b->tokens = (long)T * B;
+    if (loom_seq_forward(&k->seq, t, in, T, B, NULL, 1, 1, &k->rng, &o) != LOOM_OK) return NULL;
+    return c->vocab ? loom_op_softmax_ce(t, loom_linear_apply(t, o.y, k->head.weight, k->head.bias), k->tgt, NULL)
+                    : loom_op_mse(t, o.y, k->zero, NULL);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Times `steps` trainer steps (after one warm-up) and prints medians, per phase too. */
+static int run(loom_dist *d, const config *c, int steps)
+{
+    int T = c->steps_t, B = c->batch, H = c->hidden;
+    bench_task k = {.c = c, .rng = loom_rng_init(1)};
+    loom_params *ps = loom_params_new();
+    loom_cell cells[2];
+    for (int l = 0; l < c->layers; l++) loom_lstm_init(&cells[l], l ? H : c->input, H, 0.0f);
+    loom_train_config tc = loom_train_defaults("bench");
+    tc.steps = steps + 1, tc.log_every = 0, tc.progress = 0, tc.max_loss_ratio = 0;
+    loom_trainer tr;
+    if (loom_seq_init(&k.seq, cells, c->layers, 0.0f) != LOOM_OK || loom_seq_declare(&k.seq, ps, "lstm") != LOOM_OK ||
+        (c->vocab && (loom_embedding_declare(&k.emb, ps, "embedding", c->vocab, c->embed) != LOOM_OK ||
+                      loom_linear_declare(&k.head, ps, "head", H, c->vocab) != LOOM_OK)) ||
+        loom_params_alloc(ps, &k.rng) != LOOM_OK ||
+        loom_trainer_init(&tr, &tc, d, ps, loom_optim_defaults(LOOM_ADAM), (loom_sched){LOOM_SCHED_CONSTANT, 1e-3f, 0, 1, 1, 1, 0},
+                          B) != LOOM_OK ||
+        loom_seq_reset_state(&k.seq, tr.rows) != LOOM_OK || loom_trainer_sync(&tr) != LOOM_OK) {
+        loom_dist_perror(d, "bench");
         return 1;
     }
-    loom_tape *tape = loom_tape_new(0);
-    float *x = malloc(sizeof(float) * T * B * c->input);
-    int *idx = malloc(sizeof(int) * T * B), *tgt = malloc(sizeof(int) * T * B);
-    loom_rng_fill_uniform(&rng, x, (size_t)T * B * c->input, -1, 1);
-    for (int i = 0; i < T * B; i++) idx[i] = (int)loom_rng_below(&rng, 65), tgt[i] = (int)loom_rng_below(&rng, 65);
-    loom_tensor *zero = loom_tensor_new(T * B, H, 0);
-    double *times = malloc(sizeof(double) * (steps + 1));
+    int R = tr.rows;
+    k.x = malloc(sizeof(float) * T * R * c->input);
+    k.idx = malloc(sizeof(int) * T * R), k.tgt = malloc(sizeof(int) * T * R);
+    loom_rng_fill_uniform(&k.rng, k.x, (size_t)T * R * c->input, -1, 1);
+    for (int i = 0; i < T * R; i++) k.idx[i] = (int)loom_rng_below(&k.rng, 65), k.tgt[i] = (int)loom_rng_below(&k.rng, 65);
+    k.zero = loom_tensor_new(T * R, H, 0);
+    loom_task task = {&k, bench_forward, NULL, NULL, NULL};
+    double *times = malloc(sizeof(double) * (size_t)steps * (LOOM_PHASES + 1));
     for (int s = 0; s <= steps; s++) { /* step 0 warms up (arena growth, BLAS buffers) */
         double t0 = now();
-        loom_tape_reset(tape);
-        loom_params_zero_grad(ps);
-        loom_tensor *in = c->vocab ? loom_op_embedding(tape, emb.weight, idx, T * B) : loom_tape_from(tape, T * B, c->input, x);
-        loom_seq_out o;
-        loom_tensor *loss = NULL;
-        if (loom_seq_forward(&seq, tape, in, T, B, NULL, 1, 1, &rng, &o) == LOOM_OK)
-            loss = c->vocab ? loom_op_softmax_ce(tape, loom_linear_apply(tape, o.y, head.weight, head.bias), tgt, NULL)
-                            : loom_op_mse(tape, o.y, zero, NULL);
-        if (!loss || loom_tape_backward(tape, loss) != LOOM_OK) {
-            fprintf(stderr, "bench: %s\n", loom_error_message());
+        if (loom_trainer_step(&tr, &task) != LOOM_OK) {
+            loom_dist_perror(d, "bench");
             return 1;
         }
-        loom_optim_step(&opt, loom_params_data(ps), loom_params_grad(ps), 1e-3f);
-        times[s] = now() - t0;
+        if (s == 0) continue;
+        times[s - 1] = now() - t0;
+        for (int p = 0; p < LOOM_PHASES; p++) times[(size_t)(p + 1) * steps + s - 1] = tr.phase[p];
     }
-    qsort(times + 1, (size_t)steps, sizeof(double), cmp_double);
-    double med = steps % 2 ? times[1 + steps / 2] : 0.5 * (times[steps / 2] + times[1 + steps / 2]);
-    printf("%-6s %6d %6d %4d %4d %8.1f %10.0f %8.1f %10.1f\n", c->name, c->input, H, B, T, med * 1e3, T * B / med,
-           step_flops(c) / med * 1e-9, loom_arena_capacity(loom_tape_arena(tape)) / 1048576.0);
-    fflush(stdout);
-    free(times), free(x), free(idx), free(tgt);
-    loom_tensor_free(zero);
-    loom_tape_free(tape);
-    loom_optim_free(&opt);
-    loom_seq_free(&seq);
+    double med = median(times, steps), ph[LOOM_PHASES];
+    for (int p = 0; p < LOOM_PHASES; p++) ph[p] = median(times + (size_t)(p + 1) * steps, steps);
+    if (d->rank == 0) {
+        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %8.1f %8.1f %8.2f %8.1f %6.2f%% %10.1f\n", c->name,
+               c->input, H, B, T, d->size, loom_threads_get(), med * 1e3, T * B / med, step_flops(c) / med * 1e-9,
+               ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3, 100 * ph[2] / med,
+               loom_arena_capacity(loom_tape_arena(tr.tape)) / 1048576.0);
+        fflush(stdout);
+    }
+    free(times), free(k.x), free(k.idx), free(k.tgt);
+    loom_tensor_free(k.zero);
+    loom_trainer_free(&tr);
+    loom_seq_free(&k.seq);
     loom_params_free(ps);
     return 0;
 }
 
-int main(int argc, char **argv)
+static int bench_main(loom_dist *d, int argc, char **argv)
 {
     const char *which = "all";
     int steps = 5;
@@ -116,25 +149,38 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: bench [--config S|M|L|C|all] [--steps N] [--threads N]\n%s: unknown or incomplete flag\n",
                     argv[i]);
-            return 2;
+            return d->agreed = 1, 2;
         }
     }
     if (steps < 1) {
         fprintf(stderr, "bench: --steps must be positive\n");
-        return 2;
+        return d->agreed = 1, 2;
     }
-    printf("loom, %d OpenMP threads, median of %d steps (after 1 warm-up)\n", loom_threads_get(), steps);
-    printf("%-6s %6s %6s %4s %4s %8s %10s %8s %10s\n", "config", "I", "H", "B", "T", "ms/step", "tokens/s", "GFLOP/s",
-           "arena MiB");
+    if (d->rank == 0) {
+        printf("loom, %d rank%s x %d OpenMP threads, median of %d steps (after 1 warm-up); B is the global batch\n",
+               d->size, d->size > 1 ? "s" : "", loom_threads_get(), steps);
+        printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %8s %8s %8s %8s %7s %10s\n", "config", "I", "H", "B", "T", "ranks",
+               "ms/step", "tokens/s", "GFLOP/s", "fwd ms", "bwd ms", "allred", "optim", "allred", "arena MiB");
+    }
     int found = 0;
     for (size_t k = 0; k < sizeof CONFIGS / sizeof *CONFIGS; k++)
         if (strcmp(which, "all") == 0 || strcmp(which, CONFIGS[k].name) == 0) {
             found = 1;
-            if (run(&CONFIGS[k], steps)) return 1;
+            if (run(d, &CONFIGS[k], steps)) return 1;
         }
     if (!found) {
         fprintf(stderr, "bench: unknown --config %s (expected S, M, L, C or all)\n", which);
-        return 2;
+        return d->agreed = 1, 2;
     }
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    loom_dist d;
+    if (loom_dist_init(&d, &argc, &argv) != LOOM_OK) {
+        fprintf(stderr, "bench: %s\n", loom_error_message());
+        return 1;
+    }
+    return loom_dist_finish(&d, bench_main(&d, argc, argv));
 }

@@ -1,30 +1,180 @@
-/* loom dist: MPI data parallelism over the flat buffers. Each rank computes
- * gradients on its own data; one all-reduce of the flat gradient buffer makes
- * them the global mean, and a broadcast gives every rank the same parameters. */
+/* loom dist: training across one or many processes.
+ *
+ * A single process is world size 1; under mpirun or srun every rank runs the
+ * same program, takes its own contiguous share of the global batch, and one
+ * all-reduce per step turns the ranks' gradients into the gradient of the
+ * global batch. Rank 0 alone prints, logs, evaluates and writes checkpoints.
+ *
+ * The trainer (loom_trainer) owns a run: the tape, optimizer, schedule, step
+ * count, progress line, CSV log and full-run checkpoints. A program supplies
+ * a loom_task (forward pass and its own checkpoint state) and calls
+ * loom_trainer_run. Every collective is polled against a deadline, so a peer
+ * that stalls ends the job with a message instead of hanging it. */
 #ifndef LOOM_DIST_H
 #define LOOM_DIST_H
 
 #include <stddef.h>
+#include <stdio.h>
 
-#include "loom_autograd.h"
+#include "loom_io.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* ---------------------------------------------------------------- the world */
+
+/* Default seconds a collective waits for the slowest rank before ending the job. */
+#define LOOM_DIST_TIMEOUT 120.0
+
 typedef struct loom_dist {
     int rank, size;
-    int started_mpi; /* 1 if loom_dist_init called MPI_Init, so finalize ends it */
+    int started_mpi; /* 1 if loom_dist_init called MPI_Init, so finish ends it */
+    double timeout;  /* seconds a collective may wait (LOOM_DIST_TIMEOUT by default) */
+    int agreed;      /* 1 when the last error is the same on every rank (only rank 0 reports it) */
 } loom_dist;
 
-/* Initialises MPI unless the program already did, and fills rank and size. */
+/* Joins the job: initialises MPI when the process was started by a launcher
+ * (mpirun, srun) and loom was built with MPI; otherwise world size 1. */
 loom_status loom_dist_init(loom_dist *d, int *argc, char ***argv);
+/* 1 if loom was built with MPI. */
+int loom_dist_has_mpi(void);
+/* This rank's contiguous share [*row0, *row0 + *rows) of a global batch; an error
+ * (the same on every rank) when the batch does not divide by the world size. */
+loom_status loom_dist_shard(loom_dist *d, int global_batch, int *row0, int *rows);
+/* Replaces buf on every rank with the sum over ranks. */
+loom_status loom_dist_allreduce_sum(loom_dist *d, float *buf, size_t n);
+/* The same for doubles (small vectors: losses, counts). */
+loom_status loom_dist_allreduce_sum_f64(loom_dist *d, double *buf, int n);
 /* Replaces buf on every rank with the mean over ranks (sum, then / size). */
 loom_status loom_dist_allreduce_mean(loom_dist *d, float *buf, size_t n);
 /* Copies rank 0's buf to every rank. */
 loom_status loom_dist_broadcast(loom_dist *d, float *buf, size_t n);
-/* Ends MPI if loom_dist_init started it. */
+/* Gathers row blocks to rank 0. local is [blocks][rows][row_floats] on every rank (rows
+ * equal on every rank); on rank 0, global gets [blocks][rows*size][row_floats] with
+ * rank r's rows at r*rows. global may be NULL on other ranks. */
+loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *global, size_t blocks, size_t rows,
+                                  size_t row_floats);
+/* Prints loom_error_message() as "prog: rank R: message" (no rank in a world of
+ * one); an agreed error is printed by rank 0 only. */
+void loom_dist_perror(const loom_dist *d, const char *prog);
+/* Leaves the job with exit code rc: a success or an agreed error finalizes MPI
+ * and returns rc; any other error on a world of more than one ends every rank
+ * at once (MPI_Abort with rc), since the others would wait for this one. */
+int loom_dist_finish(loom_dist *d, int rc);
+/* Ends MPI if loom_dist_init started it (the success path of finish). */
 void loom_dist_finalize(loom_dist *d);
+
+/* ---------------------------------------------------------------- the trainer */
+
+/* What the trainer tells a task's forward pass, and what it reports back. */
+typedef struct loom_batch {
+    long step;        /* the step being run (0-based, global) */
+    int row0, rows;   /* this rank's rows [row0, row0 + rows) of the global batch */
+    int batch;        /* the global batch */
+    double count;     /* out: the number of terms the returned loss is the mean of (real
+                       * tokens, samples); the gradient is weighted by it across ranks */
+    long tokens;      /* out: tokens processed, for throughput */
+} loom_batch;
+
+/* A model and its data as the trainer sees them. */
+typedef struct loom_task {
+    void *ctx;
+    /* Records one step's forward pass on the tape for this rank's rows and returns
+     * the mean loss over them ([1 x 1]), or NULL with the tape's error. */
+    loom_tensor *(*forward)(void *ctx, loom_tape *t, loom_batch *b);
+    /* Optional, rank 0 only: evaluation at eval_every steps and at the end. */
+    void (*evaluate)(void *ctx, loom_tape *t, long step);
+    /* Optional, rank 0 only: writes the task's own state (configuration, RNGs,
+     * data position) into a checkpoint being saved. */
+    loom_status (*save)(void *ctx, loom_ckpt *c);
+    /* Optional, every rank: reads it back when resuming. */
+    loom_status (*load)(void *ctx, loom_ckpt *c);
+} loom_task;
+
+/* Settings of a run. */
+typedef struct loom_train_config {
+    const char *prog;        /* program name, for messages */
+    long steps;              /* total steps: a resumed run stops where a straight one would */
+    long stop_at;            /* stop at this step after a checkpoint, as a killed job would (0: off) */
+    float clip;              /* clip the gradient's global L2 norm to this (0: off) */
+    double max_loss_ratio;   /* stop when the loss exceeds this times max(first loss, 1) (0: off) */
+    long log_every;          /* steps between progress lines and log rows (0: none) */
+    long eval_every;         /* steps between evaluations (0: only at the end) */
+    const char *log_path;    /* CSV log step,loss,lr,tokens_per_sec (NULL: none) */
+    const char *checkpoint;  /* checkpoint path (NULL: none) */
+    long checkpoint_every;   /* steps between checkpoints (0: only at the end) */
+    int keep;                /* K > 1: also keep the last K checkpoints as PATH.step<N> */
+    int progress;            /* 1: a progress line on stderr (rank 0) */
+} loom_train_config;
+
+/* The defaults: 1 step, clip off, loss ratio 1e4, log every 10, progress on. */
+loom_train_config loom_train_defaults(const char *prog);
+
+/* Time spent in each phase of a step, seconds; the trainer fills the last step's. */
+typedef enum { LOOM_PHASE_FORWARD, LOOM_PHASE_BACKWARD, LOOM_PHASE_ALLREDUCE, LOOM_PHASE_UPDATE, LOOM_PHASES } loom_phase;
+/* "forward", "backward", "allreduce", "update". */
+const char *loom_phase_name(loom_phase p);
+
+/* A state kept per row of the batch (the hidden state carried between TBPTT
+ * windows): gathered to rank 0 when saving, each rank's rows read back on resume. */
+typedef struct loom_row_state {
+    const char *name;   /* dataset, e.g. "/state/carry" */
+    float *local;       /* [blocks][rows][row_floats] on this rank */
+    size_t blocks, row_floats;
+} loom_row_state;
+
+#define LOOM_TRAINER_MAX_ROW_STATES 8
+
+typedef struct loom_trainer {
+    loom_train_config cfg;
+    loom_dist *dist;
+    loom_params *ps;
+    loom_tape *tape;
+    loom_optim optim;
+    loom_sched sched;
+    long step;                 /* the next step to run */
+    long epoch;                /* passes over the data, kept by the task */
+    int batch, row0, rows;     /* global batch and this rank's share */
+    double last_loss;          /* global loss of the last step */
+    double first_loss;         /* global loss of this process's first step (divergence guard) */
+    double tokens_per_sec;     /* over the whole run, every rank's tokens */
+    double phase[LOOM_PHASES]; /* the last step's time per phase */
+    loom_row_state row_states[LOOM_TRAINER_MAX_ROW_STATES];
+    int n_row_states;
+    /* private */
+    FILE *log;
+    double t_start, t_window, loss_window;
+    long tokens_total, tokens_window, steps_window, first_step;
+    int fault_kind, fault_rank;
+    long fault_step;
+} loom_trainer;
+
+/* Sets up a run over the allocated parameters: tape, optimizer, schedule, the
+ * shard of a global batch, the CSV log (rank 0; opened now, so a bad path fails
+ * before training). An indivisible batch is an agreed error. */
+loom_status loom_trainer_init(loom_trainer *tr, const loom_train_config *cfg, loom_dist *d, loom_params *ps,
+                              loom_optim_config optim, loom_sched sched, int global_batch);
+/* Registers a per-row state (see loom_row_state) to save and restore with the run. */
+loom_status loom_trainer_track_rows(loom_trainer *tr, const char *name, float *local, size_t blocks,
+                                    size_t row_floats);
+/* Restores a run from a checkpoint open on this rank: parameters always;
+ * optimizer, step, epoch, this rank's rows of every row state and the task's
+ * state when the file has them (a weights-only file starts at step 0). */
+loom_status loom_trainer_restore(loom_trainer *tr, const loom_task *task, loom_ckpt *c);
+/* Gives every rank rank 0's parameters and optimizer state (call before training). */
+loom_status loom_trainer_sync(loom_trainer *tr);
+/* One training step: reset, forward, loss, backward, all-reduce, finite check,
+ * clip, update, log (and evaluation), checkpoint. */
+loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task);
+/* Syncs, runs steps until cfg.steps (or cfg.stop_at), writes the final
+ * checkpoint and evaluates (rank 0). */
+loom_status loom_trainer_run(loom_trainer *tr, const loom_task *task);
+/* Writes a full checkpoint of the run to path (every rank calls it: the row
+ * states are gathered; rank 0 writes). */
+loom_status loom_trainer_save(loom_trainer *tr, const loom_task *task, const char *path);
+/* Frees what init made. */
+void loom_trainer_free(loom_trainer *tr);
 
 #ifdef __cplusplus
 }

@@ -6,8 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "loom_io.h"
-#include "loom_layers.h"
+#include "loom_dist.h"
 
 /* ---------------------------------------------------------------- flags */
 
@@ -31,6 +30,8 @@ typedef struct loom_app_flags {
     long stop_at;
     /* timeseries */
     const char *column;
+    /* data parallelism */
+    float comm_timeout, max_loss_ratio;
     /* names of the flags given on the command line */
     const char *given[64];
     int ngiven;
@@ -53,49 +54,26 @@ int loom_app_given(const loom_app_flags *f, const char *name);
 /* Checks the common flags' ranges; prints the problem and returns 2, or 0. */
 int loom_app_check(const loom_app_flags *f, const char *prog);
 
-/* ---------------------------------------------------------------- training loop */
+/* ---------------------------------------------------------------- training */
 
-/* One example's model and data, as seen by the shared step loop. */
-typedef struct loom_app_task {
-    void *ctx;
-    /* Records one step's forward pass on the tape and returns the scalar loss;
-     * *tokens is how many tokens (or samples x steps) the step covered. */
-    loom_tensor *(*forward)(void *ctx, loom_tape *t, long step, long *tokens);
-    /* Optional: called every eval_every steps and at the end (no-grad evaluation, samples). */
-    void (*evaluate)(void *ctx, loom_tape *t, long step);
-    /* Optional: write / read the task's own state (RNGs, data position, carried
-     * state, configuration extras) into / from a checkpoint. Return a loom_status. */
-    loom_status (*save)(void *ctx, loom_ckpt *c);
-    loom_status (*load)(void *ctx, loom_ckpt *c);
-} loom_app_task;
-
-typedef struct loom_app_run {
-    loom_params *ps;
-    loom_tape *tape;
-    loom_optim optim;
-    loom_sched sched;
-    float clip;
-    long step, steps;      /* next step to run, total */
-    long log_every, eval_every;
-    FILE *log;
-    const char *prog;
-    double last_loss;      /* loss of the last step */
-    double tokens_per_sec; /* over the whole run */
-    const loom_app_flags *flags;
-    long epoch;            /* passes over the data, kept by the task */
-} loom_app_run;
-
-/* Sets up tape, optimizer, schedule and log from the flags (params must be allocated). */
-int loom_app_run_init(loom_app_run *r, const loom_app_flags *f, loom_params *ps, const char *prog);
-/* Runs steps r->step .. r->steps-1 in the order: reset, forward, loss, backward,
- * (all-reduce), clip, update, log, (checkpoint). Returns 0, or 1 after printing an error. */
-int loom_app_train(loom_app_run *r, const loom_app_task *task);
-/* Writes a full checkpoint of the run (model, optimizer, schedule, step, the task's
- * state) to path, keeping older ones as --keep asks. Returns 0, or 1 after a message. */
-int loom_app_save(loom_app_run *r, const loom_app_task *task, const char *path);
-/* Restores a run from an open checkpoint: parameters always; optimizer, schedule,
- * step and the task's state when the file has them (a weights-only file starts at step 0). */
-int loom_app_restore(loom_app_run *r, const loom_app_task *task, loom_ckpt *c);
+/* Joins the job (one process, or every rank under mpirun/srun). Ranks other than 0
+ * send their stdout to /dev/null, so a program prints once whatever the world size.
+ * Returns 0, or 1 after a message. */
+int loom_app_start(loom_dist *d, int *argc, char ***argv, const char *prog);
+/* An error that every rank meets alike (a bad flag, a conflicting checkpoint):
+ * printed by rank 0 only; marks the world's error as agreed so it exits cleanly. */
+void loom_app_fail_all(const char *prog, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* The trainer from the flags: optimizer, schedule, log, checkpoints, comm timeout,
+ * the shard of the global --batch. Returns 0, or 1/2 after a message. */
+int loom_app_trainer_init(loom_trainer *tr, const loom_app_flags *f, loom_dist *d, loom_params *ps, const char *prog);
+/* Restores tr from ck (if any) and closes it; returns 0 or 1 after a message. */
+int loom_app_resume_finish(loom_trainer *tr, const loom_task *task, loom_ckpt *ck);
+/* Runs the training; returns 0, or 1 after the message (naming the rank and step). */
+int loom_app_train(loom_trainer *tr, const loom_task *task);
 /* Writes the common configuration (cell, hidden, layers, batch, seq, dropout) under /config. */
 loom_status loom_app_config_write(loom_ckpt *c, const loom_app_flags *f);
 /* Reads /config into f. A flag given on the command line that disagrees is an error
@@ -107,10 +85,6 @@ int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const 
  * (see config_read). Returns 0 with *out NULL without --resume, 0 with the open
  * checkpoint, or 1/2 after a message. */
 int loom_app_resume_open(loom_app_flags *f, const char *prog, loom_ckpt **out);
-/* Restores r from ck (if any) and closes it; returns 0 or 1 after a message. */
-int loom_app_resume_finish(loom_app_run *r, const loom_app_task *task, loom_ckpt *ck);
-/* Frees what run_init made. */
-void loom_app_run_free(loom_app_run *r);
 
 /* ---------------------------------------------------------------- model */
 
@@ -124,11 +98,9 @@ loom_status loom_app_seq_declare(const loom_app_flags *f, const char *cell, int 
 /* Reads a file, or every extension-less file of a directory in name order, into
  * memory. Returns NULL after printing a message naming the path and the problem. */
 unsigned char *loom_app_read_text(const char *path, size_t *len, const char *prog);
-/* One batch of the adding problem: x [T*B x 2] time-major (value, marker), y [B x 1]. */
-void loom_app_adding_batch(loom_rng *rng, int T, int B, float *x, float *y);
-/* Human-readable duration, e.g. "1m23s". */
-void loom_app_fmt_duration(double seconds, char *buf, size_t n);
-/* Wall-clock seconds (monotonic). */
-double loom_app_now(void);
+/* Rows [row0, row0 + rows) of a global batch of B adding-problem sequences: x [T*rows x 2]
+ * time-major (value, marker), y [rows x 1]. Sequence b draws from counters of its own, so
+ * a rank's rows are the ones one process would make; rng advances past all B. */
+void loom_app_adding_batch(loom_rng *rng, int T, int B, int row0, int rows, float *x, float *y);
 
 #endif

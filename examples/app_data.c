@@ -98,21 +98,24 @@ unsigned char *loom_app_read_text(const char *path, size_t *len, const char *pro
     return buf;
 }
 
-void loom_app_adding_batch(loom_rng *rng, int T, int B, float *x, float *y)
+void loom_app_adding_batch(loom_rng *rng, int T, int B, int row0, int rows, float *x, float *y)
 {
-    for (int b = 0; b < B; b++) {
+    uint64_t per_row = (uint64_t)T + 2; /* two markers and T values */
+    for (int b = 0; b < rows; b++) {
+        loom_rng r = {rng->seed, rng->counter + (uint64_t)(row0 + b) * per_row};
         /* One marker in each half, as in Hochreiter & Schmidhuber's setup. */
         int half = T / 2 > 0 ? T / 2 : 1;
-        int m1 = (int)loom_rng_below(rng, (uint32_t)half);
-        int m2 = T > 1 ? half + (int)loom_rng_below(rng, (uint32_t)(T - half)) : 0;
+        int m1 = (int)loom_rng_below(&r, (uint32_t)half);
+        int m2 = T > 1 ? half + (int)loom_rng_below(&r, (uint32_t)(T - half)) : 0;
         double s = 0;
         for (int t = 0; t < T; t++) {
-            float v = loom_rng_uniform(rng);
+            float v = loom_rng_uniform(&r);
             int mark = t == m1 || t == m2;
-            x[((size_t)t * B + b) * 2] = v;
-            x[((size_t)t * B + b) * 2 + 1] = (float)mark;
+            x[((size_t)t * rows + b) * 2] = v;
+            x[((size_t)t * rows + b) * 2 + 1] = (float)mark;
             if (mark) s += v;
         }
         y[b] = (float)s;
     }
+    rng->counter += (uint64_t)B * per_row;
 }

@@ -34,6 +34,8 @@ static loom_flag common_flags(loom_app_flags *f, int i)
         {"keep", LOOM_FLAG_INT, &f->keep, "with K > 1, also keep the last K checkpoints as PATH.step<N>"},
         {"stop-at", LOOM_FLAG_LONG, &f->stop_at, "stop at this step as if the job were killed, after a checkpoint (0: off)"},
         {"resume", LOOM_FLAG_STR, &f->resume, "continue from this checkpoint (model, optimizer, RNG, data position)"},
+        {"comm-timeout", LOOM_FLAG_FLOAT, &f->comm_timeout, "under MPI: seconds to wait for the other ranks before ending the job"},
+        {"max-loss-ratio", LOOM_FLAG_FLOAT, &f->max_loss_ratio, "stop when the loss exceeds this times max(first loss, 1) (0: off)"},
         {NULL, 0, NULL, NULL}};
     return t[i];
 }
@@ -103,7 +105,7 @@ static int set_value(const loom_flag *fl, const char *v, const char *prog)
     }
     case LOOM_FLAG_STR: *(const char **)fl->dst = v; return 0;
     }
-    fprintf(stderr, "%s: --%s: '%s' is not a valid %s\n", prog, fl->name, v,
+    loom_app_fail_all(prog, "--%s: '%s' is not a valid %s", fl->name, v,
             fl->type == LOOM_FLAG_FLOAT ? "number" : "integer");
     return 2;
 }
@@ -111,6 +113,8 @@ static int set_value(const loom_flag *fl, const char *v, const char *prog)
 int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, const loom_flag *extra)
 {
     const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    if (!(f->comm_timeout > 0)) f->comm_timeout = (float)LOOM_DIST_TIMEOUT;
+    if (!(f->max_loss_ratio > 0)) f->max_loss_ratio = 1e4f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -118,7 +122,7 @@ int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, 
             return 1;
         }
         if (strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "%s: unexpected argument '%s' (flags start with --; see --help)\n", prog, a);
+            loom_app_fail_all(prog, "unexpected argument '%s' (flags start with --; see --help)", a);
             return 2;
         }
         char name[64];
@@ -130,13 +134,13 @@ int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, 
         loom_flag tmp;
         const loom_flag *fl = find(f, extra, name, &tmp);
         if (!fl) {
-            fprintf(stderr, "%s: unknown flag --%s (see --help)\n", prog, name);
+            loom_app_fail_all(prog, "unknown flag --%s (see --help)", name);
             return 2;
         }
         if (eq) val = eq + 1;
         else if (i + 1 < argc) val = argv[++i];
         else {
-            fprintf(stderr, "%s: --%s needs a value\n", prog, name);
+            loom_app_fail_all(prog, "--%s needs a value", name);
             return 2;
         }
         if (set_value(fl, val, prog)) return 2;
@@ -170,8 +174,10 @@ int loom_app_check(const loom_app_flags *f, const char *prog)
     else if (f->checkpoint_every < 0) bad = "--checkpoint-every must be >= 0";
     else if (f->keep < 0) bad = "--keep must be >= 0";
     else if (f->checkpoint_every > 0 && !f->checkpoint) bad = "--checkpoint-every needs --checkpoint PATH";
+    else if (!(f->comm_timeout >= 0)) bad = "--comm-timeout must be >= 0 (0 waits for ever)";
+    else if (!(f->max_loss_ratio >= 0)) bad = "--max-loss-ratio must be >= 0 (0 turns the guard off)";
     if (bad) {
-        fprintf(stderr, "%s: %s\n", prog, bad);
+        loom_app_fail_all(prog, "%s", bad);
         return 2;
     }
     loom_optim_kind ok;
@@ -179,7 +185,7 @@ int loom_app_check(const loom_app_flags *f, const char *prog)
     loom_cell c;
     if (loom_optim_parse(f->optim, &ok) != LOOM_OK || loom_sched_parse(f->sched, &sk) != LOOM_OK ||
         loom_cell_init_kind(&c, f->cell, 1, 1) != LOOM_OK) {
-        fprintf(stderr, "%s: %s\n", prog, loom_error_message());
+        loom_app_fail_all(prog, "%s", loom_error_message());
         return 2;
     }
     return 0;

@@ -1,39 +1,42 @@
-/* The training-step loop shared by the examples, with progress and CSV log. */
+/* The examples' side of training: joining the job, and the trainer set up from the flags. */
 #define _POSIX_C_SOURCE 200809L
-#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <errno.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "app.h"
 
-double loom_app_now(void)
+static loom_dist *app_dist; /* the world loom_app_start joined */
+
+int loom_app_start(loom_dist *d, int *argc, char ***argv, const char *prog)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    if (loom_dist_init(d, argc, argv) != LOOM_OK) {
+        fprintf(stderr, "%s: %s\n", prog, loom_error_message());
+        return 1;
+    }
+    app_dist = d;
+    if (d->rank != 0 && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "%s: rank %d: cannot silence stdout\n", prog, d->rank);
+        return 1;
+    }
+    return 0;
 }
 
-void loom_app_fmt_duration(double s, char *buf, size_t n)
+void loom_app_fail_all(const char *prog, const char *fmt, ...)
 {
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
+    if (app_dist) app_dist->agreed = 1;
+    if (app_dist && app_dist->rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
 }
 
-int loom_app_run_init(loom_app_run *r, const loom_app_flags *f, loom_params *ps, const char *prog)
+int loom_app_trainer_init(loom_trainer *tr, const loom_app_flags *f, loom_dist *d, loom_params *ps, const char *prog)
 {
-    memset(r, 0, sizeof *r);
-    r->ps = ps;
-    r->prog = prog;
-    r->flags = f;
-    r->steps = f->steps;
-    r->clip = f->clip;
-    r->log_every = f->log_every;
-    r->eval_every = f->eval_every;
     loom_optim_kind kind;
     loom_sched_kind sk;
     loom_optim_parse(f->optim, &kind);
@@ -42,105 +45,47 @@ int loom_app_run_init(loom_app_run *r, const loom_app_flags *f, loom_params *ps,
     oc.lr = f->lr;
     oc.momentum = f->momentum;
     if (f->weight_decay > 0 || kind != LOOM_ADAMW) oc.weight_decay = f->weight_decay;
-    r->sched = (loom_sched){sk, f->lr, f->warmup, f->steps / 3 > 0 ? f->steps / 3 : 1, 0.1f, f->steps, 0.0f};
-    r->tape = loom_tape_new(0);
-    if (!r->tape || loom_optim_init(&r->optim, oc, loom_params_size(ps)) != LOOM_OK) {
-        fprintf(stderr, "%s: %s\n", prog, loom_error_message());
+    loom_sched sched = {sk, f->lr, f->warmup, f->steps / 3 > 0 ? f->steps / 3 : 1, 0.1f, f->steps, 0.0f};
+    loom_train_config c = loom_train_defaults(prog);
+    c.steps = f->steps;
+    c.stop_at = f->stop_at;
+    c.clip = f->clip;
+    c.max_loss_ratio = f->max_loss_ratio;
+    c.log_every = f->log_every;
+    c.eval_every = f->eval_every;
+    c.log_path = f->log;
+    c.checkpoint = f->checkpoint;
+    c.checkpoint_every = f->checkpoint_every;
+    c.keep = f->keep;
+    d->timeout = f->comm_timeout;
+    if (loom_trainer_init(tr, &c, d, ps, oc, sched, f->batch) != LOOM_OK) {
+        loom_dist_perror(d, prog);
+        return d->agreed ? 2 : 1;
+    }
+    return 0;
+}
+
+int loom_app_resume_finish(loom_trainer *tr, const loom_task *task, loom_ckpt *ck)
+{
+    if (!ck) return 0;
+    loom_status st = loom_trainer_restore(tr, task, ck);
+    loom_ckpt_close(ck);
+    if (st != LOOM_OK) {
+        loom_dist_perror(tr->dist, tr->cfg.prog);
         return 1;
     }
-    if (f->log) {
-        r->log = fopen(f->log, "w");
-        if (!r->log) {
-            fprintf(stderr, "%s: --log %s: cannot open for writing: %s\n", prog, f->log, strerror(errno));
-            return 1;
-        }
-        fprintf(r->log, "step,loss,lr,tokens_per_sec\n");
-    }
+    if (tr->step) printf("resuming at step %ld of %ld\n", tr->step, tr->cfg.steps);
     return 0;
 }
 
-void loom_app_run_free(loom_app_run *r)
+int loom_app_train(loom_trainer *tr, const loom_task *task)
 {
-    if (r->log) fclose(r->log);
-    loom_optim_free(&r->optim);
-    loom_tape_free(r->tape);
-    r->log = NULL;
-    r->tape = NULL;
-}
-
-static void progress(loom_app_run *r, long step, double loss, double tps, double eta, int tty)
-{
-    char e[32];
-    loom_app_fmt_duration(eta, e, sizeof e);
-    fprintf(stderr, "%sstep %ld/%ld | loss %.4f | %.0f tok/s | ETA %s%s", tty ? "\r\033[K" : "", step, r->steps, loss, tps,
-            e, tty ? "" : "\n");
-    fflush(stderr);
-}
-
-int loom_app_train(loom_app_run *r, const loom_app_task *task)
-{
-    float *params = loom_params_data(r->ps), *grads = loom_params_grad(r->ps);
-    size_t n = loom_params_size(r->ps);
-    int tty = isatty(2);
-    long first = r->step, tokens_total = 0;
-    double t0 = loom_app_now(), tw = t0, loss_acc = 0;
-    long tok_window = 0, steps_window = 0;
-    long end = r->flags->stop_at > 0 && r->flags->stop_at < r->steps ? r->flags->stop_at : r->steps;
-    for (; r->step < end; r->step++) {
-        long step = r->step, tokens = 0;
-        /* 1. forget the last step's values; the arena keeps its memory */
-        loom_tape_reset(r->tape);
-        loom_params_zero_grad(r->ps);
-        /* 2-3. forward over time, recording ops, down to the loss */
-        loom_tensor *loss = task->forward(task->ctx, r->tape, step, &tokens);
-        /* 4. backward in reverse into the flat gradient buffer */
-        if (!loss || loom_tape_backward(r->tape, loss) != LOOM_OK) {
-            if (tty) fputc('\n', stderr);
-            fprintf(stderr, "%s: step %ld: %s\n", r->prog, step, loom_error_message());
-            return 1;
-        }
-        /* 5. (MPI) all-reduce of the gradient buffer goes here in distributed runs */
-        /* 6. clip by global norm */
-        if (r->clip > 0) loom_clip_grad_norm(grads, n, r->clip);
-        /* 7. update the flat parameter buffer */
-        float lr = loom_sched_lr(&r->sched, step);
-        loom_optim_step(&r->optim, params, grads, lr);
-        r->last_loss = loss->data[0];
-        if (!isfinite(r->last_loss)) {
-            if (tty) fputc('\n', stderr);
-            fprintf(stderr, "%s: step %ld: the loss is %g; try a lower --lr or --clip\n", r->prog, step, r->last_loss);
-            return 1;
-        }
-        loss_acc += r->last_loss;
-        tok_window += tokens;
-        tokens_total += tokens;
-        steps_window++;
-        /* progress and log, every log_every steps and at the end */
-        if ((step + 1) % r->log_every == 0 || step + 1 == r->steps) {
-            double now = loom_app_now();
-            double tps = tok_window / fmax(now - tw, 1e-9);
-            double eta = (now - t0) / (double)(step + 1 - first) * (double)(r->steps - step - 1);
-            progress(r, step + 1, loss_acc / steps_window, tps, eta, tty);
-            if (r->log) fprintf(r->log, "%ld,%.6f,%.6g,%.1f\n", step + 1, loss_acc / steps_window, lr, tps), fflush(r->log);
-            tw = now, tok_window = 0, loss_acc = 0, steps_window = 0;
-        }
-        /* 8. evaluation and a checkpoint every N steps */
-        if (task->evaluate && r->eval_every > 0 && (step + 1) % r->eval_every == 0 && step + 1 < r->steps) {
-            if (tty) fputc('\n', stderr);
-            task->evaluate(task->ctx, r->tape, step + 1);
-        }
-        const loom_app_flags *f = r->flags;
-        if (f->checkpoint && f->checkpoint_every > 0 && (step + 1) % f->checkpoint_every == 0 && step + 1 < end) {
-            r->step = step + 1; /* the checkpoint resumes at the next step */
-            if (loom_app_save(r, task, f->checkpoint)) return 1;
-            r->step = step;
-        }
-    }
-    if (r->flags->checkpoint && loom_app_save(r, task, r->flags->checkpoint)) return 1;
-    if (tty && r->steps > first) fputc('\n', stderr);
-    r->tokens_per_sec = tokens_total / fmax(loom_app_now() - t0, 1e-9);
-    if (task->evaluate) task->evaluate(task->ctx, r->tape, r->step);
-    return 0;
+    fflush(stdout);
+    if (loom_trainer_run(tr, task) == LOOM_OK) return 0;
+    loom_dist_perror(tr->dist, tr->cfg.prog);
+    if (tr->cfg.checkpoint && tr->dist->rank == 0 && access(tr->cfg.checkpoint, F_OK) == 0)
+        fprintf(stderr, "%s: the last checkpoint, %s, is intact\n", tr->cfg.prog, tr->cfg.checkpoint);
+    return 1;
 }
 
 loom_status loom_app_seq_declare(const loom_app_flags *f, const char *cell, int input, loom_seq *seq, loom_params *ps)

@@ -23,8 +23,8 @@ typedef struct charlm {
     loom_rng sample_rng; /* sampling, apart so evaluation never changes training */
     /* data position: B streams over the training text, a cursor into each */
     long stream_len, cursor;
-    int *idx, *tgt;      /* [T*B] this window's inputs and targets, time-major */
-    loom_app_run *run;   /* for its epoch count */
+    int *idx, *tgt;      /* [T*rows] this window's inputs and targets, time-major */
+    loom_trainer *tr;    /* for its epoch count */
 } charlm;
 
 static const char ABOUT[] =
@@ -41,24 +41,25 @@ static loom_tensor *logits_of(charlm *m, loom_tape *t, loom_seq *seq, const int 
     return loom_linear_apply(t, o.y, m->head.weight, m->head.bias);
 }
 
-static loom_tensor *train_forward(void *ctx, loom_tape *t, long step, long *tokens)
+/* This rank's streams of the global batch: stream g reads the text from g * stream_len. */
+static loom_tensor *train_forward(void *ctx, loom_tape *t, loom_batch *bt)
 {
     charlm *m = ctx;
-    int T = m->f->seq, B = m->f->batch;
-    (void)step;
+    int T = m->f->seq, B = bt->rows;
     if (m->cursor + T + 1 > m->stream_len) { /* wrapped around the text: start the streams afresh */
         m->cursor = 0;
-        if (m->run) m->run->epoch++;
-        loom_seq_reset_state(&m->seq, B);
+        m->tr->epoch++;
+        memset(m->seq.carry, 0, m->seq.carry_size * sizeof(float));
     }
     for (int s = 0; s < T; s++)
         for (int b = 0; b < B; b++) {
-            long p = (long)b * m->stream_len + m->cursor + s;
+            long p = (long)(bt->row0 + b) * m->stream_len + m->cursor + s;
             m->idx[s * B + b] = m->train[p];
             m->tgt[s * B + b] = m->train[p + 1];
         }
     m->cursor += T;
-    *tokens = (long)T * B;
+    bt->count = (double)T * B;
+    bt->tokens = (long)T * B;
     return loom_op_softmax_ce(t, logits_of(m, t, &m->seq, m->idx, T, B, 1, 1), m->tgt, NULL);
 }
 
@@ -158,14 +159,13 @@ static loom_status save_state(void *ctx, loom_ckpt *c)
 {
     charlm *m = ctx;
     int64_t embed = m->f->embed, cursor = m->cursor;
-    loom_status st = loom_ckpt_write_i64(c, "/config/embed", &embed, 0);
+    loom_status st = loom_app_config_write(c, m->f);
+    if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/config/embed", &embed, 0);
     if (st == LOOM_OK) st = loom_ckpt_write_bytes(c, "/config/vocab", m->itos, (size_t)m->vocab);
     if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/dropout", &m->rng);
     if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/sample", &m->sample_rng);
     if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/data/cursor", &cursor, 0);
-    /* the hidden state carried into the next window (truncated BPTT) */
-    if (st == LOOM_OK) st = loom_ckpt_write_floats(c, "/state/carry", m->seq.carry, 0, (int)m->seq.carry_size);
-    return st;
+    return st; /* the trainer saves /state/carry, every rank's streams */
 }
 
 static loom_status load_state(void *ctx, loom_ckpt *c)
@@ -178,7 +178,6 @@ static loom_status load_state(void *ctx, loom_ckpt *c)
     if (st == LOOM_OK && (cursor < 0 || cursor > m->stream_len))
         st = loom_error_set(LOOM_EFORMAT, "checkpoint %s: /data/cursor %lld is outside this text's streams (0..%ld)",
                             loom_ckpt_path(c), (long long)cursor, m->stream_len);
-    if (st == LOOM_OK) st = loom_ckpt_read_floats(c, "/state/carry", m->seq.carry, 0, (int)m->seq.carry_size);
     if (st == LOOM_OK) m->cursor = (long)cursor;
     return st;
 }
@@ -199,7 +198,7 @@ static int *encode(charlm *m, const unsigned char *text, size_t len, const char 
     return ids;
 }
 
-int main(int argc, char **argv)
+static int run(loom_dist *d, int argc, char **argv)
 {
     loom_app_flags f = {.data = "/usr/share/games/fortunes", .steps = 600, .batch = 32, .seq = 64, .hidden = 256,
                         .layers = 2, .embed = 64, .cell = "lstm", .optim = "adam", .sched = "constant", .lr = 2e-3f,
@@ -215,11 +214,11 @@ int main(int argc, char **argv)
     if (rc) return rc == 1 ? 0 : rc;
     if (loom_app_check(&f, "char_lm")) return 2;
     if (f.embed <= 0 || !(f.temperature > 0) || f.sample < 0) {
-        fprintf(stderr, "char_lm: --embed and --temperature must be positive, --sample >= 0\n");
+        loom_app_fail_all("char_lm", "--embed and --temperature must be positive, --sample >= 0");
         return 2;
     }
     if (f.eval && !f.resume) {
-        fprintf(stderr, "char_lm: --eval needs --resume PATH (the model to evaluate)\n");
+        loom_app_fail_all("char_lm", "--eval needs --resume PATH (the model to evaluate)");
         return 2;
     }
     if (f.threads > 0) loom_threads_set(f.threads);
@@ -286,22 +285,30 @@ int main(int argc, char **argv)
     if (loom_embedding_declare(&m.emb, m.ps, "embedding", m.vocab, f.embed) != LOOM_OK ||
         loom_app_seq_declare(&f, f.cell, f.embed, &m.seq, m.ps) != LOOM_OK ||
         loom_linear_declare(&m.head, m.ps, "head", f.hidden, m.vocab) != LOOM_OK ||
-        loom_params_alloc(m.ps, &m.rng) != LOOM_OK || loom_seq_reset_state(&m.seq, f.batch) != LOOM_OK) {
+        loom_params_alloc(m.ps, &m.rng) != LOOM_OK) {
         fprintf(stderr, "char_lm: %s\n", loom_error_message());
         return 1;
     }
     loom_seq_apply_init(&m.seq);
 
-    loom_app_run run;
-    loom_app_task task = {&m, train_forward, evaluate, save_state, load_state};
-    if (loom_app_run_init(&run, &f, m.ps, "char_lm")) return 1;
-    m.run = &run;
-    if (ck) {
-        rc = no_train ? (loom_ckpt_read_params(ck, "/model", m.ps) != LOOM_OK) : loom_app_restore(&run, &task, ck);
-        if (rc && no_train) fprintf(stderr, "char_lm: %s\n", loom_error_message());
+    loom_trainer run;
+    loom_task task = {&m, train_forward, evaluate, save_state, load_state};
+    if ((rc = loom_app_trainer_init(&run, &f, d, m.ps, "char_lm"))) return rc;
+    m.tr = &run;
+    /* this rank's streams: their carried state is saved and restored with the run */
+    loom_seq_set_shard(&m.seq, run.row0, f.batch);
+    if (loom_seq_reset_state(&m.seq, run.rows) != LOOM_OK ||
+        loom_trainer_track_rows(&run, "/state/carry", m.seq.carry, (size_t)f.layers * m.seq.cells[0].n_state,
+                                (size_t)f.hidden) != LOOM_OK) {
+        fprintf(stderr, "char_lm: %s\n", loom_error_message());
+        return 1;
+    }
+    if (ck && no_train) {
+        rc = loom_ckpt_read_params(ck, "/model", m.ps) != LOOM_OK;
+        if (rc) fprintf(stderr, "char_lm: %s\n", loom_error_message());
         loom_ckpt_close(ck);
         if (rc) return 1;
-    }
+    } else if (loom_app_resume_finish(&run, &task, ck)) return 1;
     if (no_train) {
         if (f.eval) {
             size_t n;
@@ -320,21 +327,27 @@ int main(int argc, char **argv)
         }
         if (f.sample > 0 && loom_app_given(&f, "sample")) sample(&m, run.tape, f.sample, stdout);
     } else {
-        printf("char_lm: %ld train / %ld held-out characters, vocabulary %d, %s x%d hidden %d, %zu parameters, %d threads%s\n",
-               m.ntrain, m.nvalid, m.vocab, f.cell, f.layers, f.hidden, loom_params_size(m.ps), loom_threads_get(),
-               run.step ? ", resumed" : "");
-        if (run.step) printf("resuming at step %ld of %ld\n", run.step, run.steps);
-        fflush(stdout);
+        printf("char_lm: %ld train / %ld held-out characters, vocabulary %d, %s x%d hidden %d, %zu parameters, %d rank%s x "
+               "%d threads%s\n",
+               m.ntrain, m.nvalid, m.vocab, f.cell, f.layers, f.hidden, loom_params_size(m.ps), d->size,
+               d->size > 1 ? "s" : "", loom_threads_get(), run.step ? ", resumed" : "");
         rc = loom_app_train(&run, &task);
         if (rc == 0)
             printf("done: %ld steps, last train loss %.4f nats/char (%.4f bits/char), %.0f tokens/s\n", run.step,
                    run.last_loss, run.last_loss / log(2.0), run.tokens_per_sec);
     }
-    loom_app_run_free(&run);
+    loom_trainer_free(&run);
     loom_seq_free(&m.seq);
     loom_params_free(m.ps);
     free(m.train);
     free(m.idx);
     free(m.tgt);
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    loom_dist d;
+    if (loom_app_start(&d, &argc, &argv, "char_lm")) return 1;
+    return loom_dist_finish(&d, run(&d, argc, argv));
 }

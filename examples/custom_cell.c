@@ -105,29 +105,45 @@ typedef struct model {
     loom_app_flags *f;
     loom_seq seq;
     loom_linear head;
-    loom_rng data;
+    loom_rng data, dropout;
     float *x, *y;
 } model;
 
-static loom_tensor *predict(model *m, loom_tape *t, int T, int B)
+/* Rows [row0, row0+B) of a global batch; evaluation passes the whole batch. */
+static loom_tensor *batch_loss(model *m, loom_tape *t, int row0, int B, int train)
 {
+    int T = m->f->seq;
     loom_seq_out o;
+    loom_app_adding_batch(&m->data, T, m->f->batch, row0, B, m->x, m->y);
     loom_tensor *x = loom_tape_from(t, T * B, 2, m->x);
-    if (!x || loom_seq_forward(&m->seq, t, x, T, B, NULL, 1, 0, NULL, &o) != LOOM_OK) return NULL;
-    return loom_linear_apply(t, o.h_last, m->head.weight, m->head.bias);
+    if (!x || (m->seq.batch != B && loom_seq_reset_state(&m->seq, B) != LOOM_OK) ||
+        loom_seq_forward(&m->seq, t, x, T, B, NULL, train, 0, &m->dropout, &o) != LOOM_OK)
+        return NULL;
+    loom_tensor *pred = loom_linear_apply(t, o.h_last, m->head.weight, m->head.bias);
+    return loom_op_mse(t, pred, loom_tape_from(t, B, 1, m->y), NULL);
 }
 
-static loom_tensor *forward(void *ctx, loom_tape *t, long step, long *tokens)
+static loom_tensor *forward(void *ctx, loom_tape *t, loom_batch *bt)
+{
+    bt->count = bt->rows;
+    bt->tokens = (long)((model *)ctx)->f->seq * bt->rows;
+    return batch_loss(ctx, t, bt->row0, bt->rows, 1);
+}
+
+static loom_status save_state(void *ctx, loom_ckpt *c)
 {
     model *m = ctx;
-    (void)step;
-    loom_app_adding_batch(&m->data, m->f->seq, m->f->batch, m->x, m->y);
-    *tokens = (long)m->f->seq * m->f->batch;
-    return loom_op_mse(t, predict(m, t, m->f->seq, m->f->batch), loom_tape_from(t, m->f->batch, 1, m->y), NULL);
+    loom_status st = loom_app_config_write(c, m->f);
+    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/data", &m->data);
+    return st == LOOM_OK ? loom_ckpt_write_rng(c, "/rng/dropout", &m->dropout) : st;
 }
 
-static loom_status save_state(void *ctx, loom_ckpt *c) { return loom_ckpt_write_rng(c, "/rng/data", &((model *)ctx)->data); }
-static loom_status load_state(void *ctx, loom_ckpt *c) { return loom_ckpt_read_rng(c, "/rng/data", &((model *)ctx)->data); }
+static loom_status load_state(void *ctx, loom_ckpt *c)
+{
+    model *m = ctx;
+    loom_status st = loom_ckpt_read_rng(c, "/rng/data", &m->data);
+    return st == LOOM_OK && loom_ckpt_has(c, "/rng/dropout") ? loom_ckpt_read_rng(c, "/rng/dropout", &m->dropout) : st;
+}
 
 static void evaluate(void *ctx, loom_tape *t, long step)
 {
@@ -138,7 +154,7 @@ static void evaluate(void *ctx, loom_tape *t, long step)
     m->data = r;
     for (int k = 0; k < 8; k++) {
         loom_tape_reset(t);
-        loom_tensor *l = forward(m, t, step, &(long){0});
+        loom_tensor *l = batch_loss(m, t, 0, m->f->batch, 0);
         total += l ? l->data[0] : NAN;
     }
     m->data = keep;
@@ -147,7 +163,7 @@ static void evaluate(void *ctx, loom_tape *t, long step)
     fflush(stdout);
 }
 
-int main(int argc, char **argv)
+static int run(loom_dist *d, int argc, char **argv)
 {
     loom_app_flags f = {.data = "(generated)", .steps = 600, .batch = 64, .seq = 50, .hidden = 64, .layers = 1,
                         .cell = "mgu", .optim = "adam", .sched = "constant", .lr = 5e-3f, .clip = 1.0f, .seed = 1,
@@ -189,27 +205,36 @@ int main(int argc, char **argv)
     loom_params *ps = loom_params_new();
     loom_rng init = loom_rng_init(f.seed);
     m.data = loom_rng_init(f.seed + 1);
+    m.dropout = loom_rng_init(f.seed + 2);
     m.x = malloc(sizeof(float) * f.seq * f.batch * 2);
     m.y = malloc(sizeof(float) * f.batch);
     if (loom_seq_init(&m.seq, cells, f.layers, f.dropout) != LOOM_OK || loom_seq_declare(&m.seq, ps, "mgu") != LOOM_OK ||
-        loom_linear_declare(&m.head, ps, "head", f.hidden, 1) != LOOM_OK || loom_params_alloc(ps, &init) != LOOM_OK ||
-        loom_seq_reset_state(&m.seq, f.batch) != LOOM_OK) {
+        loom_linear_declare(&m.head, ps, "head", f.hidden, 1) != LOOM_OK || loom_params_alloc(ps, &init) != LOOM_OK) {
         fprintf(stderr, "custom_cell: %s\n", loom_error_message());
         return 1;
     }
     printf("training mgu x%d, hidden %d, on the adding task of length %d; parameters:", f.layers, f.hidden, f.seq);
     for (int i = 0; i < loom_params_count(ps); i++) printf(" %s", loom_params_name(ps, i));
     printf("\n");
-    loom_app_run run;
-    loom_app_task task = {&m, forward, evaluate, save_state, load_state};
+    loom_trainer run;
+    loom_task task = {&m, forward, evaluate, save_state, load_state};
     loom_ckpt *ck = f.resume ? loom_ckpt_open(f.resume) : NULL;
     if (f.resume && !ck) return fprintf(stderr, "custom_cell: --resume: %s\n", loom_error_message()), 1;
-    if (loom_app_run_init(&run, &f, ps, "custom_cell") || loom_app_resume_finish(&run, &task, ck)) return 1;
+    if ((rc = loom_app_trainer_init(&run, &f, d, ps, "custom_cell"))) return rc;
+    loom_seq_set_shard(&m.seq, run.row0, f.batch);
+    if (loom_app_resume_finish(&run, &task, ck)) return 1;
     rc = loom_app_train(&run, &task);
-    loom_app_run_free(&run);
+    loom_trainer_free(&run);
     loom_seq_free(&m.seq);
     loom_params_free(ps);
     free(m.x);
     free(m.y);
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    loom_dist d;
+    if (loom_app_start(&d, &argc, &argv, "custom_cell")) return 1;
+    return loom_dist_finish(&d, run(&d, argc, argv));
 }

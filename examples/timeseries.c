@@ -18,7 +18,7 @@ typedef struct tseries {
     loom_params *ps;
     loom_seq seq;
     loom_linear head;
-    loom_rng data_rng;
+    loom_rng data_rng, dropout_rng;
     float *x, *y;
 } tseries;
 
@@ -105,23 +105,27 @@ static loom_tensor *predict(tseries *m, loom_tape *t, loom_seq *seq, const float
 {
     loom_seq_out o;
     loom_tensor *xt = loom_tape_from(t, T * B, 1, x);
-    if (!xt || loom_seq_forward(seq, t, xt, T, B, NULL, !loom_tape_nograd(t), carry, NULL, &o) != LOOM_OK) return NULL;
+    if (!xt || loom_seq_forward(seq, t, xt, T, B, NULL, !loom_tape_nograd(t), carry, &m->dropout_rng, &o) != LOOM_OK)
+        return NULL;
     return loom_linear_apply(t, o.y, m->head.weight, m->head.bias);
 }
 
-static loom_tensor *forward(void *ctx, loom_tape *t, long step, long *tokens)
+/* Window b of the global batch starts where counter b of this step's draw says. */
+static loom_tensor *forward(void *ctx, loom_tape *t, loom_batch *bt)
 {
     tseries *m = ctx;
-    int T = m->f->seq, B = m->f->batch;
-    (void)step;
+    int T = m->f->seq, B = bt->rows;
     for (int b = 0; b < B; b++) {
-        long s = (long)loom_rng_below(&m->data_rng, (uint32_t)(m->ntrain - T - 1));
+        loom_rng r = {m->data_rng.seed, m->data_rng.counter + (uint64_t)(bt->row0 + b)};
+        long s = (long)loom_rng_below(&r, (uint32_t)(m->ntrain - T - 1));
         for (int k = 0; k < T; k++) {
             m->x[k * B + b] = m->v[s + k];
             m->y[k * B + b] = m->v[s + k + 1];
         }
     }
-    *tokens = (long)T * B;
+    m->data_rng.counter += (uint64_t)bt->batch;
+    bt->count = (double)T * B;
+    bt->tokens = (long)T * B;
     loom_tensor *y = loom_tape_from(t, T * B, 1, m->y);
     return loom_op_mse(t, predict(m, t, &m->seq, m->x, T, B, 0), y, NULL);
 }
@@ -154,8 +158,20 @@ static void test_rmse(tseries *m, loom_tape *t, double *model, double *naive)
     *naive = sqrt(sn / (cnt ? cnt : 1));
 }
 
-static loom_status save_state(void *ctx, loom_ckpt *c) { return loom_ckpt_write_rng(c, "/rng/data", &((tseries *)ctx)->data_rng); }
-static loom_status load_state(void *ctx, loom_ckpt *c) { return loom_ckpt_read_rng(c, "/rng/data", &((tseries *)ctx)->data_rng); }
+static loom_status save_state(void *ctx, loom_ckpt *c)
+{
+    tseries *m = ctx;
+    loom_status st = loom_app_config_write(c, m->f);
+    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/data", &m->data_rng);
+    return st == LOOM_OK ? loom_ckpt_write_rng(c, "/rng/dropout", &m->dropout_rng) : st;
+}
+
+static loom_status load_state(void *ctx, loom_ckpt *c)
+{
+    tseries *m = ctx;
+    loom_status st = loom_ckpt_read_rng(c, "/rng/data", &m->data_rng);
+    return st == LOOM_OK && loom_ckpt_has(c, "/rng/dropout") ? loom_ckpt_read_rng(c, "/rng/dropout", &m->dropout_rng) : st;
+}
 
 static void evaluate(void *ctx, loom_tape *t, long step)
 {
@@ -165,7 +181,7 @@ static void evaluate(void *ctx, loom_tape *t, long step)
     fflush(stdout);
 }
 
-int main(int argc, char **argv)
+static int run(loom_dist *d, int argc, char **argv)
 {
     loom_app_flags f = {.data = NULL, .steps = 600, .batch = 32, .seq = 50, .hidden = 32, .layers = 1, .cell = "lstm",
                         .optim = "adam", .sched = "constant", .lr = 5e-3f, .clip = 1.0f, .seed = 1, .log_every = 50,
@@ -202,27 +218,40 @@ int main(int argc, char **argv)
 
     loom_rng init = loom_rng_init(f.seed);
     m.data_rng = loom_rng_init(f.seed + 1);
+    m.dropout_rng = loom_rng_init(f.seed + 2);
     m.ps = loom_params_new();
     m.x = malloc(sizeof(float) * f.seq * f.batch);
     m.y = malloc(sizeof(float) * f.seq * f.batch);
     if (loom_app_seq_declare(&f, f.cell, 1, &m.seq, m.ps) != LOOM_OK ||
-        loom_linear_declare(&m.head, m.ps, "head", f.hidden, 1) != LOOM_OK || loom_params_alloc(m.ps, &init) != LOOM_OK ||
-        loom_seq_reset_state(&m.seq, f.batch) != LOOM_OK) {
+        loom_linear_declare(&m.head, m.ps, "head", f.hidden, 1) != LOOM_OK || loom_params_alloc(m.ps, &init) != LOOM_OK) {
         fprintf(stderr, "timeseries: %s\n", loom_error_message());
         return 1;
     }
     loom_seq_apply_init(&m.seq);
     printf("timeseries: %ld values (%s), %ld for training, %s hidden %d\n", m.n, f.data ? f.data : "generated", m.ntrain,
            f.cell, f.hidden);
-    loom_app_run run;
-    loom_app_task task = {&m, forward, evaluate, save_state, load_state};
-    if (loom_app_run_init(&run, &f, m.ps, "timeseries") || loom_app_resume_finish(&run, &task, ck)) return 1;
+    loom_trainer run;
+    loom_task task = {&m, forward, evaluate, save_state, load_state};
+    if ((rc = loom_app_trainer_init(&run, &f, d, m.ps, "timeseries"))) return rc;
+    loom_seq_set_shard(&m.seq, run.row0, f.batch);
+    if (loom_seq_reset_state(&m.seq, run.rows) != LOOM_OK) {
+        fprintf(stderr, "timeseries: %s\n", loom_error_message());
+        return 1;
+    }
+    if (loom_app_resume_finish(&run, &task, ck)) return 1;
     rc = loom_app_train(&run, &task);
-    loom_app_run_free(&run);
+    loom_trainer_free(&run);
     loom_seq_free(&m.seq);
     loom_params_free(m.ps);
     free(m.v);
     free(m.x);
     free(m.y);
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    loom_dist d;
+    if (loom_app_start(&d, &argc, &argv, "timeseries")) return 1;
+    return loom_dist_finish(&d, run(&d, argc, argv));
 }

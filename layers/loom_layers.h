@@ -78,6 +78,8 @@ typedef struct loom_seq {
     int batch;           /* rows of the carried state */
     float *carry;        /* [layers][n_state][batch*hidden] carried state */
     size_t carry_size;
+    int shard_row0, shard_batch; /* data parallelism: these rows are [row0, row0+batch) of shard_batch
+                                  * (0: not sharded), so dropout masks follow the global row */
 } loom_seq;
 
 typedef struct loom_seq_out {
@@ -98,6 +100,9 @@ float *loom_seq_state(loom_seq *s, int layer, int k);
 loom_status loom_seq_reset_state(loom_seq *s, int batch);
 /* Frees the carried state. */
 void loom_seq_free(loom_seq *s);
+/* Marks the batch as rows [row0, row0 + rows) of a global batch split over processes:
+ * dropout masks are then drawn per global row, the same for any split. */
+void loom_seq_set_shard(loom_seq *s, int row0, int global_batch);
 /* Runs the stack over x [T*B x input] (time-major: row t*B+b). lengths[b] (NULL
  * for all T) ends sequence b early: its state is carried unchanged after that.
  * The initial state is the carried one, detached; with `carry` the final state
@@ -159,6 +164,10 @@ void loom_optim_free(loom_optim *o);
 void loom_optim_step(loom_optim *o, float *params, const float *grads, float lr);
 /* Scales grads so their global L2 norm is at most max_norm; returns the norm before. */
 float loom_clip_grad_norm(float *grads, size_t n, float max_norm);
+/* The global L2 norm of grads (same bits on any thread count). */
+float loom_grad_norm(const float *grads, size_t n);
+/* The scaling step of clipping, given the norm already computed. */
+void loom_clip_grad_scale(float *grads, size_t n, float norm, float max_norm);
 
 /* ---------------------------------------------------------------- schedules */
 
@@ -176,6 +185,8 @@ typedef struct loom_sched {
 float loom_sched_lr(const loom_sched *s, long step);
 /* Parses "constant", "step", "cosine". */
 loom_status loom_sched_parse(const char *name, loom_sched_kind *kind);
+/* The name of a kind, as parse() takes it. */
+const char *loom_sched_name(loom_sched_kind kind);
 
 #ifdef __cplusplus
 }

@@ -111,12 +111,19 @@ void loom_optim_step(loom_optim *o, float *p, const float *g, float lr)
     }
 }
 
-float loom_clip_grad_norm(float *g, size_t n, float max_norm)
+float loom_grad_norm(const float *g, size_t n) { return (float)sqrt(loom_kernel_sumsq(g, n)); }
+
+void loom_clip_grad_scale(float *g, size_t n, float norm, float max_norm)
 {
-    float norm = (float)sqrt(loom_kernel_sumsq(g, n));
     if (max_norm > 0 && norm > max_norm) {
         float s = max_norm / (norm + 1e-6f);
         LOOM_PFOR(i, n, g[i] *= s;);
     }
+}
+
+float loom_clip_grad_norm(float *g, size_t n, float max_norm)
+{
+    float norm = loom_grad_norm(g, n);
+    loom_clip_grad_scale(g, n, norm, max_norm);
     return norm;
 }

@@ -22,11 +22,16 @@ float loom_sched_lr(const loom_sched *s, long step)
     }
 }
 
+static const char *const SCHED_NAMES[] = {"constant", "step", "cosine"};
+
 loom_status loom_sched_parse(const char *name, loom_sched_kind *kind)
 {
-    if (strcmp(name, "constant") == 0) *kind = LOOM_SCHED_CONSTANT;
-    else if (strcmp(name, "step") == 0) *kind = LOOM_SCHED_STEP;
-    else if (strcmp(name, "cosine") == 0) *kind = LOOM_SCHED_COSINE;
-    else return loom_error_set(LOOM_EARG, "unknown schedule '%s' (expected constant, step or cosine)", name);
-    return LOOM_OK;
+    for (int k = 0; k < 3; k++)
+        if (strcmp(name, SCHED_NAMES[k]) == 0) {
+            *kind = (loom_sched_kind)k;
+            return LOOM_OK;
+        }
+    return loom_error_set(LOOM_EARG, "unknown schedule '%s' (expected constant, step or cosine)", name);
 }
+
+const char *loom_sched_name(loom_sched_kind kind) { return (unsigned)kind < 3 ? SCHED_NAMES[kind] : "unknown"; }

@@ -82,6 +82,12 @@ void loom_seq_free(loom_seq *s)
 
 float *loom_seq_state(loom_seq *s, int layer, int k) { return carry_at(s, layer, k); }
 
+void loom_seq_set_shard(loom_seq *s, int row0, int global_batch)
+{
+    s->shard_row0 = row0;
+    s->shard_batch = global_batch;
+}
+
 void loom_seq_length_weights(const int *lengths, int T, int B, float *w)
 {
     for (int t = 0; t < T; t++)
@@ -166,7 +172,10 @@ loom_status loom_seq_forward(loom_seq *s, loom_tape *t, loom_tensor *x, int T, i
         if (r != LOOM_OK) return r;
         if (carry)
             for (int k = 0; k < c->n_state; k++) memcpy(carry_at(s, l, k), last[k]->data, (size_t)B * H * sizeof(float));
-        in = (l + 1 < s->layers && train && s->dropout > 0.0f) ? loom_op_dropout(t, y, s->dropout, rng) : y;
+        if (l + 1 < s->layers && train && s->dropout > 0.0f)
+            in = loom_op_dropout_shard(t, y, s->dropout, rng, B, s->shard_batch ? s->shard_batch : B,
+                                       s->shard_batch ? s->shard_row0 : 0);
+        else in = y;
         if (!in) return loom_tape_status(t);
     }
     out->y = y;

@@ -1,0 +1,249 @@
+/* The training loop: one step in ten visible phases, across one or many ranks. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const char *const PHASE_NAMES[LOOM_PHASES] = {"forward", "backward", "allreduce", "update"};
+
+const char *loom_phase_name(loom_phase p) { return (unsigned)p < LOOM_PHASES ? PHASE_NAMES[p] : "unknown"; }
+
+double loom_dist_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+loom_train_config loom_train_defaults(const char *prog)
+{
+    loom_train_config c = {0};
+    c.prog = prog ? prog : "loom";
+    c.steps = 1;
+    c.max_loss_ratio = 1e4;
+    c.log_every = 10;
+    c.keep = 1;
+    c.progress = 1;
+    return c;
+}
+
+/* Test-only faults, LOOM_FAULT=KIND:RANK:STEP with KIND nan | error | stall | kill, so
+ * the tests can show that a fault on one rank ends the whole job with a message. */
+enum { FAULT_NONE, FAULT_NAN, FAULT_ERROR, FAULT_STALL, FAULT_KILL };
+
+static void fault_parse(loom_trainer *tr)
+{
+    const char *s = getenv("LOOM_FAULT");
+    char kind[16];
+    int rank;
+    long step;
+    tr->fault_kind = FAULT_NONE;
+    if (!s || sscanf(s, "%15[a-z]:%d:%ld", kind, &rank, &step) != 3) return;
+    static const char *const kinds[] = {"", "nan", "error", "stall", "kill"};
+    for (int k = 1; k < 5; k++)
+        if (strcmp(kind, kinds[k]) == 0) tr->fault_kind = k;
+    tr->fault_rank = rank, tr->fault_step = step;
+}
+
+static int fault_now(const loom_trainer *tr, int kind)
+{
+    return tr->fault_kind == kind && tr->fault_rank == tr->dist->rank && tr->fault_step == tr->step;
+}
+
+loom_status loom_trainer_init(loom_trainer *tr, const loom_train_config *cfg, loom_dist *d, loom_params *ps,
+                              loom_optim_config optim, loom_sched sched, int global_batch)
+{
+    if (!tr || !cfg || !d || !ps) return loom_error_set(LOOM_EARG, "trainer: init: NULL argument");
+    memset(tr, 0, sizeof *tr);
+    if (cfg->steps < 0 || cfg->log_every < 0 || cfg->eval_every < 0 || cfg->checkpoint_every < 0 || cfg->stop_at < 0 ||
+        !(cfg->clip >= 0) || !(cfg->max_loss_ratio >= 0))
+        return loom_error_set(LOOM_EARG, "trainer: steps, log_every, eval_every, checkpoint_every, stop_at, clip and "
+                                         "max_loss_ratio must be >= 0");
+    if (cfg->checkpoint_every > 0 && !cfg->checkpoint)
+        return loom_error_set(LOOM_EARG, "trainer: checkpoint_every needs a checkpoint path");
+    tr->cfg = *cfg;
+    tr->dist = d;
+    tr->ps = ps;
+    tr->sched = sched;
+    tr->batch = global_batch;
+    fault_parse(tr);
+    loom_status st = loom_dist_shard(d, global_batch, &tr->row0, &tr->rows);
+    if (st != LOOM_OK) return st;
+    if (!loom_params_data(ps)) return loom_error_set(LOOM_ESTATE, "trainer: the parameters are not allocated");
+    if (!(tr->tape = loom_tape_new(0))) return LOOM_ENOMEM;
+    if ((st = loom_optim_init(&tr->optim, optim, loom_params_size(ps))) != LOOM_OK) return st;
+    if (cfg->log_path && d->rank == 0) {
+        if (!(tr->log = fopen(cfg->log_path, "w")))
+            return loom_error_set(LOOM_EIO, "log %s: cannot open for writing: %s", cfg->log_path, strerror(errno));
+        fprintf(tr->log, "step,loss,lr,tokens_per_sec\n");
+    }
+    return LOOM_OK;
+}
+
+loom_status loom_trainer_track_rows(loom_trainer *tr, const char *name, float *local, size_t blocks, size_t row_floats)
+{
+    if (!tr || !name || !local) return loom_error_set(LOOM_EARG, "trainer: track_rows: NULL argument");
+    if (tr->n_row_states == LOOM_TRAINER_MAX_ROW_STATES)
+        return loom_error_set(LOOM_EARG, "trainer: more than %d row states", LOOM_TRAINER_MAX_ROW_STATES);
+    tr->row_states[tr->n_row_states++] = (loom_row_state){name, local, blocks, row_floats};
+    return LOOM_OK;
+}
+
+void loom_trainer_free(loom_trainer *tr)
+{
+    if (!tr) return;
+    if (tr->log) fclose(tr->log);
+    loom_optim_free(&tr->optim);
+    loom_tape_free(tr->tape);
+    tr->log = NULL;
+    tr->tape = NULL;
+}
+
+loom_status loom_trainer_sync(loom_trainer *tr)
+{
+    if (!tr || !tr->tape) return loom_error_set(LOOM_EARG, "trainer: sync: not initialised");
+    size_t n = loom_params_size(tr->ps);
+    loom_status st = loom_dist_broadcast(tr->dist, loom_params_data(tr->ps), n);
+    if (st == LOOM_OK) st = loom_dist_broadcast(tr->dist, tr->optim.m, n);
+    if (st == LOOM_OK) st = loom_dist_broadcast(tr->dist, tr->optim.v, n);
+    return st == LOOM_OK ? st : loom_error_set(st, "start: %s", loom_error_message());
+}
+
+/* An error with the step in front; `agreed` when every rank reached it alike. */
+static loom_status step_fail(loom_trainer *tr, int agreed, loom_status st)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", loom_error_message());
+    tr->dist->agreed = agreed;
+    if (tr->cfg.progress && tr->dist->rank == 0 && isatty(2)) fputc('\n', stderr);
+    return loom_error_set(st ? st : LOOM_ESTATE, "step %ld: %s", tr->step, msg);
+}
+
+static void progress_line(loom_trainer *tr, long done, double loss, double tps)
+{
+    int tty = isatty(2);
+    double elapsed = loom_dist_now() - tr->t_start;
+    double eta = elapsed / (double)(done - tr->first_step) * (double)(tr->cfg.steps - done);
+    char e[32];
+    long t = (long)(eta + 0.5);
+    if (t >= 3600) snprintf(e, sizeof e, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(e, sizeof e, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(e, sizeof e, "%lds", t);
+    fprintf(stderr, "%sstep %ld/%ld | loss %.4f | %.0f tok/s | ETA %s%s", tty ? "\r\033[K" : "", done, tr->cfg.steps,
+            loss, tps, e, tty ? "" : "\n");
+    fflush(stderr);
+}
+
+static long run_end(const loom_trainer *tr)
+{
+    return tr->cfg.stop_at > 0 && tr->cfg.stop_at < tr->cfg.steps ? tr->cfg.stop_at : tr->cfg.steps;
+}
+
+loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
+{
+    if (!tr || !tr->tape || !task || !task->forward) return loom_error_set(LOOM_EARG, "trainer: step: NULL argument");
+    loom_dist *d = tr->dist;
+    float *params = loom_params_data(tr->ps), *grads = loom_params_grad(tr->ps);
+    size_t n = loom_params_size(tr->ps);
+    long step = tr->step;
+    loom_batch b = {step, tr->row0, tr->rows, tr->batch, 0.0, 0};
+    double t0 = loom_dist_now();
+
+    /* 1. reset: forget the last step's values; the arena keeps its memory */
+    loom_tape_reset(tr->tape);
+    loom_params_zero_grad(tr->ps);
+    /* 2-3. forward over time, recording ops, down to the mean loss over this rank's rows */
+    loom_tensor *loss = task->forward(task->ctx, tr->tape, &b);
+    if (fault_now(tr, FAULT_ERROR)) loss = loom_tape_fail(tr->tape, LOOM_EIO, "injected fault (LOOM_FAULT)");
+    if (!loss) return step_fail(tr, 0, loom_tape_status(tr->tape));
+    if (!(b.count > 0)) b.count = 1;
+    double t1 = loom_dist_now();
+    /* 4. backward in reverse into the flat gradient buffer */
+    if (loom_tape_backward(tr->tape, loss) != LOOM_OK) return step_fail(tr, 0, loom_tape_status(tr->tape));
+    if (fault_now(tr, FAULT_NAN)) grads[0] = NAN;
+    if (fault_now(tr, FAULT_KILL)) raise(SIGKILL);
+    while (fault_now(tr, FAULT_STALL)) sleep(1);
+    double t2 = loom_dist_now();
+    /* 5. all-reduce: the gradient of the global batch's mean loss is sum_r count_r g_r / sum_r count_r */
+    double sums[3] = {loss->data[0] * b.count, b.count, (double)b.tokens};
+    loom_status st = loom_dist_allreduce_sum_f64(d, sums, 3);
+    if (st == LOOM_OK && d->size > 1) {
+        float w = (float)(b.count / sums[1]);
+        LOOM_PFOR(i, n, grads[i] *= w;);
+        st = loom_dist_allreduce_sum(d, grads, n);
+    }
+    if (st != LOOM_OK) return step_fail(tr, 0, st);
+    double gloss = sums[0] / sums[1];
+    double t3 = loom_dist_now();
+    /* 6. finite check, before anything is updated: the last checkpoint stays the last good one */
+    float norm = loom_grad_norm(grads, n);
+    if (!isfinite(gloss) || !isfinite(norm))
+        return step_fail(tr, 1, loom_error_set(LOOM_ESTATE, "the loss is %g and the gradient norm %g: stopped before "
+                                                            "the update (try a lower learning rate or clipping)",
+                                               gloss, norm));
+    if (tr->first_step == tr->step && tr->first_loss == 0) tr->first_loss = gloss;
+    double limit = tr->cfg.max_loss_ratio * fmax(tr->first_loss, 1.0);
+    if (tr->cfg.max_loss_ratio > 0 && gloss > limit)
+        return step_fail(tr, 1, loom_error_set(LOOM_ESTATE, "the loss %g is over %g times the first step's (%g): "
+                                                            "training diverged; stopped before the update (try a lower "
+                                                            "learning rate or clipping)",
+                                               gloss, tr->cfg.max_loss_ratio, tr->first_loss));
+    /* 7. clip by global norm */
+    if (tr->cfg.clip > 0) loom_clip_grad_scale(grads, n, norm, tr->cfg.clip);
+    /* 8. update the flat parameter buffer */
+    float lr = loom_sched_lr(&tr->sched, step);
+    loom_optim_step(&tr->optim, params, grads, lr);
+    double t4 = loom_dist_now();
+    tr->phase[LOOM_PHASE_FORWARD] = t1 - t0, tr->phase[LOOM_PHASE_BACKWARD] = t2 - t1;
+    tr->phase[LOOM_PHASE_ALLREDUCE] = t3 - t2, tr->phase[LOOM_PHASE_UPDATE] = t4 - t3;
+    tr->last_loss = gloss;
+    tr->step = step + 1;
+    /* 9. log (rank 0), every log_every steps and at the end; evaluation every eval_every */
+    tr->loss_window += gloss, tr->steps_window++;
+    tr->tokens_window += (long)sums[2], tr->tokens_total += (long)sums[2];
+    if (d->rank == 0 && tr->cfg.log_every > 0 && (tr->step % tr->cfg.log_every == 0 || tr->step == tr->cfg.steps)) {
+        double now = loom_dist_now(), tps = (double)tr->tokens_window / fmax(now - tr->t_window, 1e-9);
+        double mean = tr->loss_window / (double)tr->steps_window;
+        if (tr->cfg.progress) progress_line(tr, tr->step, mean, tps);
+        if (tr->log) fprintf(tr->log, "%ld,%.6f,%.6g,%.1f\n", tr->step, mean, lr, tps), fflush(tr->log);
+        tr->t_window = now, tr->tokens_window = 0, tr->loss_window = 0, tr->steps_window = 0;
+    }
+    if (d->rank == 0 && task->evaluate && tr->cfg.eval_every > 0 && tr->step % tr->cfg.eval_every == 0 &&
+        tr->step < tr->cfg.steps) {
+        if (tr->cfg.progress && isatty(2)) fputc('\n', stderr);
+        task->evaluate(task->ctx, tr->tape, tr->step);
+        tr->t_window = loom_dist_now(); /* throughput counts training time only */
+    }
+    /* 10. checkpoint every checkpoint_every steps: every rank, at the same step (the save gathers) */
+    if (tr->cfg.checkpoint && tr->cfg.checkpoint_every > 0 && tr->step % tr->cfg.checkpoint_every == 0 &&
+        tr->step < run_end(tr) && (st = loom_trainer_save(tr, task, tr->cfg.checkpoint)) != LOOM_OK)
+        return step_fail(tr, 0, st);
+    return LOOM_OK;
+}
+
+loom_status loom_trainer_run(loom_trainer *tr, const loom_task *task)
+{
+    if (!tr || !tr->tape || !task || !task->forward) return loom_error_set(LOOM_EARG, "trainer: run: NULL argument");
+    loom_status st = loom_trainer_sync(tr);
+    if (st != LOOM_OK) return st;
+    tr->first_step = tr->step;
+    tr->first_loss = 0;
+    tr->t_start = tr->t_window = loom_dist_now();
+    tr->tokens_total = tr->tokens_window = tr->steps_window = 0;
+    tr->loss_window = 0;
+    long end = run_end(tr), first = tr->step;
+    while (tr->step < end)
+        if ((st = loom_trainer_step(tr, task)) != LOOM_OK) return st;
+    if (tr->cfg.progress && tr->dist->rank == 0 && isatty(2) && end > first) fputc('\n', stderr);
+    tr->tokens_per_sec = (double)tr->tokens_total / fmax(loom_dist_now() - tr->t_start, 1e-9);
+    if (tr->cfg.checkpoint && (st = loom_trainer_save(tr, task, tr->cfg.checkpoint)) != LOOM_OK)
+        return loom_error_set(st, "step %ld: %s", tr->step, loom_error_message());
+    if (tr->dist->rank == 0 && task->evaluate) task->evaluate(task->ctx, tr->tape, tr->step);
+    return LOOM_OK;
+}
