@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -16,10 +17,13 @@ void loom_error_clear(void) { err_msg[0] = '\0'; }
 
 loom_status loom_error_set(loom_status status, const char *fmt, ...)
 {
+    /* Formatted apart first: a message may quote the previous one (loom_error_message()). */
+    char msg[sizeof err_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(err_msg, msg, sizeof msg);
     return status;
 }
 

@@ -124,9 +124,9 @@ static int run(loom_dist *d, const config *c, int steps)
     double med = median(times, steps), ph[LOOM_PHASES];
     for (int p = 0; p < LOOM_PHASES; p++) ph[p] = median(times + (size_t)(p + 1) * steps, steps);
     if (d->rank == 0) {
-        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %8.1f %8.1f %8.2f %8.1f %6.2f%% %10.1f\n", c->name,
+        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %8.1f %8.1f %8.2f %8.2f %8.1f %6.2f%% %10.1f\n", c->name,
                c->input, H, B, T, d->size, loom_threads_get(), med * 1e3, T * B / med, step_flops(c) / med * 1e-9,
-               ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3, 100 * ph[2] / med,
+               ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3, ph[4] * 1e3, 100 * ph[3] / med,
                loom_arena_capacity(loom_tape_arena(tr.tape)) / 1048576.0);
         fflush(stdout);
     }
@@ -159,8 +159,8 @@ static int bench_main(loom_dist *d, int argc, char **argv)
     if (d->rank == 0) {
         printf("loom, %d rank%s x %d OpenMP threads, median of %d steps (after 1 warm-up); B is the global batch\n",
                d->size, d->size > 1 ? "s" : "", loom_threads_get(), steps);
-        printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %8s %8s %8s %8s %7s %10s\n", "config", "I", "H", "B", "T", "ranks",
-               "ms/step", "tokens/s", "GFLOP/s", "fwd ms", "bwd ms", "allred", "optim", "allred", "arena MiB");
+        printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %8s %8s %8s %8s %8s %7s %10s\n", "config", "I", "H", "B", "T", "ranks",
+               "ms/step", "tokens/s", "GFLOP/s", "fwd ms", "bwd ms", "wait ms", "allred", "optim", "allred", "arena MiB");
     }
     int found = 0;
     for (size_t k = 0; k < sizeof CONFIGS / sizeof *CONFIGS; k++)

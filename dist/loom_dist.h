@@ -111,9 +111,19 @@ typedef struct loom_train_config {
 /* The defaults: 1 step, clip off, loss ratio 1e4, log every 10, progress on. */
 loom_train_config loom_train_defaults(const char *prog);
 
-/* Time spent in each phase of a step, seconds; the trainer fills the last step's. */
-typedef enum { LOOM_PHASE_FORWARD, LOOM_PHASE_BACKWARD, LOOM_PHASE_ALLREDUCE, LOOM_PHASE_UPDATE, LOOM_PHASES } loom_phase;
-/* "forward", "backward", "allreduce", "update". */
+/* Time spent in each phase of a step, seconds; the trainer fills the last step's.
+ * WAIT is the small all-reduce of loss and counts that starts the reduction: it
+ * lasts until the slowest rank arrives, so it measures imbalance; ALLREDUCE is
+ * the gradient's all-reduce after it, the communication itself. */
+typedef enum {
+    LOOM_PHASE_FORWARD,
+    LOOM_PHASE_BACKWARD,
+    LOOM_PHASE_WAIT,
+    LOOM_PHASE_ALLREDUCE,
+    LOOM_PHASE_UPDATE,
+    LOOM_PHASES
+} loom_phase;
+/* "forward", "backward", "wait", "allreduce", "update". */
 const char *loom_phase_name(loom_phase p);
 
 /* A state kept per row of the batch (the hidden state carried between TBPTT

@@ -10,7 +10,7 @@
 
 #include "internal.h"
 
-static const char *const PHASE_NAMES[LOOM_PHASES] = {"forward", "backward", "allreduce", "update"};
+static const char *const PHASE_NAMES[LOOM_PHASES] = {"forward", "backward", "wait", "allreduce", "update"};
 
 const char *loom_phase_name(loom_phase p) { return (unsigned)p < LOOM_PHASES ? PHASE_NAMES[p] : "unknown"; }
 
@@ -173,6 +173,7 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     /* 5. all-reduce: the gradient of the global batch's mean loss is sum_r count_r g_r / sum_r count_r */
     double sums[3] = {loss->data[0] * b.count, b.count, (double)b.tokens};
     loom_status st = loom_dist_allreduce_sum_f64(d, sums, 3);
+    double t2b = loom_dist_now();
     if (st == LOOM_OK && d->size > 1) {
         float w = (float)(b.count / sums[1]);
         LOOM_PFOR(i, n, grads[i] *= w;);
@@ -201,7 +202,8 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     loom_optim_step(&tr->optim, params, grads, lr);
     double t4 = loom_dist_now();
     tr->phase[LOOM_PHASE_FORWARD] = t1 - t0, tr->phase[LOOM_PHASE_BACKWARD] = t2 - t1;
-    tr->phase[LOOM_PHASE_ALLREDUCE] = t3 - t2, tr->phase[LOOM_PHASE_UPDATE] = t4 - t3;
+    tr->phase[LOOM_PHASE_WAIT] = t2b - t2, tr->phase[LOOM_PHASE_ALLREDUCE] = t3 - t2b;
+    tr->phase[LOOM_PHASE_UPDATE] = t4 - t3;
     tr->last_loss = gloss;
     tr->step = step + 1;
     /* 9. log (rank 0), every log_every steps and at the end; evaluation every eval_every */
@@ -243,7 +245,7 @@ loom_status loom_trainer_run(loom_trainer *tr, const loom_task *task)
     if (tr->cfg.progress && tr->dist->rank == 0 && isatty(2) && end > first) fputc('\n', stderr);
     tr->tokens_per_sec = (double)tr->tokens_total / fmax(loom_dist_now() - tr->t_start, 1e-9);
     if (tr->cfg.checkpoint && (st = loom_trainer_save(tr, task, tr->cfg.checkpoint)) != LOOM_OK)
-        return loom_error_set(st, "step %ld: %s", tr->step, loom_error_message());
+        return step_fail(tr, 0, st);
     if (tr->dist->rank == 0 && task->evaluate) task->evaluate(task->ctx, tr->tape, tr->step);
     return LOOM_OK;
 }

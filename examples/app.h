@@ -76,6 +76,10 @@ int loom_app_resume_finish(loom_trainer *tr, const loom_task *task, loom_ckpt *c
 int loom_app_train(loom_trainer *tr, const loom_task *task);
 /* Writes the common configuration (cell, hidden, layers, batch, seq, dropout) under /config. */
 loom_status loom_app_config_write(loom_ckpt *c, const loom_app_flags *f);
+/* The state most tasks save: /config, and the data and dropout generators
+ * (/rng/data, /rng/dropout; a file without the latter leaves it as it is). */
+loom_status loom_app_state_write(loom_ckpt *c, const loom_app_flags *f, const loom_rng *data, const loom_rng *dropout);
+loom_status loom_app_state_read(loom_ckpt *c, loom_rng *data, loom_rng *dropout);
 /* Reads /config into f. A flag given on the command line that disagrees is an error
  * naming both; returns 0, or 2 after a message. */
 int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog);

@@ -17,6 +17,20 @@ loom_status loom_app_config_write(loom_ckpt *c, const loom_app_flags *f)
     return st;
 }
 
+loom_status loom_app_state_write(loom_ckpt *c, const loom_app_flags *f, const loom_rng *data, const loom_rng *dropout)
+{
+    loom_status st = loom_app_config_write(c, f);
+    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/data", data);
+    return st == LOOM_OK ? loom_ckpt_write_rng(c, "/rng/dropout", dropout) : st;
+}
+
+loom_status loom_app_state_read(loom_ckpt *c, loom_rng *data, loom_rng *dropout)
+{
+    loom_status st = loom_ckpt_read_rng(c, "/rng/data", data);
+    /* files from before dropout had its own stream leave it where it starts */
+    return st == LOOM_OK && loom_ckpt_has(c, "/rng/dropout") ? loom_ckpt_read_rng(c, "/rng/dropout", dropout) : st;
+}
+
 int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, int *v, const char *prog)
 {
     char name[128];

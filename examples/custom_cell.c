@@ -133,16 +133,13 @@ static loom_tensor *forward(void *ctx, loom_tape *t, loom_batch *bt)
 static loom_status save_state(void *ctx, loom_ckpt *c)
 {
     model *m = ctx;
-    loom_status st = loom_app_config_write(c, m->f);
-    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/data", &m->data);
-    return st == LOOM_OK ? loom_ckpt_write_rng(c, "/rng/dropout", &m->dropout) : st;
+    return loom_app_state_write(c, m->f, &m->data, &m->dropout);
 }
 
 static loom_status load_state(void *ctx, loom_ckpt *c)
 {
     model *m = ctx;
-    loom_status st = loom_ckpt_read_rng(c, "/rng/data", &m->data);
-    return st == LOOM_OK && loom_ckpt_has(c, "/rng/dropout") ? loom_ckpt_read_rng(c, "/rng/dropout", &m->dropout) : st;
+    return loom_app_state_read(c, &m->data, &m->dropout);
 }
 
 static void evaluate(void *ctx, loom_tape *t, long step)

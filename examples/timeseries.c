@@ -161,16 +161,13 @@ static void test_rmse(tseries *m, loom_tape *t, double *model, double *naive)
 static loom_status save_state(void *ctx, loom_ckpt *c)
 {
     tseries *m = ctx;
-    loom_status st = loom_app_config_write(c, m->f);
-    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/data", &m->data_rng);
-    return st == LOOM_OK ? loom_ckpt_write_rng(c, "/rng/dropout", &m->dropout_rng) : st;
+    return loom_app_state_write(c, m->f, &m->data_rng, &m->dropout_rng);
 }
 
 static loom_status load_state(void *ctx, loom_ckpt *c)
 {
     tseries *m = ctx;
-    loom_status st = loom_ckpt_read_rng(c, "/rng/data", &m->data_rng);
-    return st == LOOM_OK && loom_ckpt_has(c, "/rng/dropout") ? loom_ckpt_read_rng(c, "/rng/dropout", &m->dropout_rng) : st;
+    return loom_app_state_read(c, &m->data_rng, &m->dropout_rng);
 }
 
 static void evaluate(void *ctx, loom_tape *t, long step)

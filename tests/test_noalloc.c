@@ -146,3 +146,71 @@ Test(memory, steady_state_lstm_adam_step_allocates_nothing)
     loom_seq_free(&seq);
     loom_params_free(ps);
 }
+
+#include "loom_dist.h"
+
+typedef struct lm_task {
+    loom_seq seq;
+    loom_embedding emb;
+    loom_linear head;
+    loom_rng rng;
+    int idx[48], tgt[48];
+} lm_task;
+
+static loom_tensor *lm_forward(void *ctx, loom_tape *t, loom_batch *b)
+{
+    lm_task *k = ctx;
+    loom_seq_out o;
+    loom_tensor *x = loom_op_embedding(t, k->emb.weight, k->idx, 12 * b->rows);
+    b->count = 12.0 * b->rows;
+    b->tokens = 12L * b->rows;
+    if (loom_seq_forward(&k->seq, t, x, 12, b->rows, NULL, 1, 1, &k->rng, &o) != LOOM_OK) return NULL;
+    return loom_op_softmax_ce(t, loom_linear_apply(t, o.y, k->head.weight, k->head.bias), k->tgt, NULL);
+}
+
+Test(memory, steady_state_trainer_step_allocates_nothing)
+{
+    /* The library trainer's whole step, all ten phases, log included, in a world of one. */
+    install();
+    enum { V = 20, E = 8, H = 32, B = 4 };
+    static lm_task k;
+    loom_cell cells[2];
+    loom_lstm_init(&cells[0], E, H, 1.0f);
+    loom_lstm_init(&cells[1], H, H, 1.0f);
+    loom_params *ps = loom_params_new();
+    k.rng = loom_rng_init(3);
+    for (int i = 0; i < 48; i++) k.idx[i] = i % V, k.tgt[i] = (i + 1) % V;
+    cr_assert_eq(loom_seq_init(&k.seq, cells, 2, 0.2f), LOOM_OK);
+    cr_assert_eq(loom_embedding_declare(&k.emb, ps, "embedding", V, E), LOOM_OK);
+    cr_assert_eq(loom_seq_declare(&k.seq, ps, "lstm"), LOOM_OK);
+    cr_assert_eq(loom_linear_declare(&k.head, ps, "head", H, V), LOOM_OK);
+    cr_assert_eq(loom_params_alloc(ps, &k.rng), LOOM_OK);
+    cr_assert_eq(loom_seq_reset_state(&k.seq, B), LOOM_OK);
+    loom_dist d;
+    cr_assert_eq(loom_dist_init(&d, NULL, NULL), LOOM_OK);
+    cr_assert_eq(d.size, 1);
+    loom_train_config c = loom_train_defaults("test");
+    c.steps = 13, c.log_every = 1, c.progress = 0, c.clip = 1.0f, c.log_path = "/dev/null";
+    loom_trainer tr;
+    loom_optim_config oc = loom_optim_defaults(LOOM_ADAM);
+    oc.lr = 1e-2f;
+    cr_assert_eq(loom_trainer_init(&tr, &c, &d, ps, oc, (loom_sched){LOOM_SCHED_CONSTANT, 1e-2f, 0, 1, 1, 13, 0}, B),
+                 LOOM_OK);
+    loom_task task = {&k, lm_forward, NULL, NULL, NULL};
+    float first = 0;
+    for (int s = 0; s < 13; s++) {
+        if (s == 3) {
+            atomic_store(&mallocs, 0);
+            atomic_store(&counting, 1);
+        }
+        cr_assert_eq(loom_trainer_step(&tr, &task), LOOM_OK, "%s", loom_error_message());
+        if (s == 3) first = (float)tr.last_loss;
+    }
+    atomic_store(&counting, 0);
+    cr_expect_eq(atomic_load(&mallocs), 0, "%ld heap allocations in 10 steady-state trainer steps", atomic_load(&mallocs));
+    cr_expect_lt(tr.last_loss, first, "the loss falls (%g -> %g)", first, tr.last_loss);
+    loom_trainer_free(&tr);
+    loom_seq_free(&k.seq);
+    loom_params_free(ps);
+    loom_dist_finish(&d, 0);
+}
