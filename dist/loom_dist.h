@@ -35,7 +35,9 @@ typedef struct loom_dist {
 } loom_dist;
 
 /* Joins the job: initialises MPI when the process was started by a launcher
- * (mpirun, srun) and loom was built with MPI; otherwise world size 1. */
+ * (mpirun, srun) and loom was built with MPI; otherwise world size 1. A launch
+ * of several tasks that each see a world of one (srun without its MPI plugin,
+ * or a build without MPI) is refused. */
 loom_status loom_dist_init(loom_dist *d, int *argc, char ***argv);
 /* 1 if loom was built with MPI. */
 int loom_dist_has_mpi(void);
@@ -50,6 +52,11 @@ loom_status loom_dist_allreduce_sum_f64(loom_dist *d, double *buf, int n);
 loom_status loom_dist_allreduce_mean(loom_dist *d, float *buf, size_t n);
 /* Copies rank 0's buf to every rank. */
 loom_status loom_dist_broadcast(loom_dist *d, float *buf, size_t n);
+/* The same for doubles (small vectors: counters). */
+loom_status loom_dist_broadcast_f64(loom_dist *d, double *buf, int n);
+/* Waits, with no deadline, until rank 0 has finished work of its own (an
+ * evaluation, a checkpoint write): that takes what it takes, and is not a stall. */
+loom_status loom_dist_wait_root(loom_dist *d);
 /* Gathers row blocks to rank 0. local is [blocks][rows][row_floats] on every rank (rows
  * equal on every rank); on rank 0, global gets [blocks][rows*size][row_floats] with
  * rank r's rows at r*rows. global may be NULL on other ranks. */
@@ -150,6 +157,7 @@ typedef struct loom_trainer {
     double first_loss;         /* global loss of this process's first step (divergence guard) */
     double tokens_per_sec;     /* over the whole run, every rank's tokens */
     double phase[LOOM_PHASES]; /* the last step's time per phase */
+    long saved_step;           /* the step of the last checkpoint this run wrote (0: none) */
     loom_row_state row_states[LOOM_TRAINER_MAX_ROW_STATES];
     int n_row_states;
     /* private */
@@ -172,7 +180,9 @@ loom_status loom_trainer_track_rows(loom_trainer *tr, const char *name, float *l
  * optimizer, step, epoch, this rank's rows of every row state and the task's
  * state when the file has them (a weights-only file starts at step 0). */
 loom_status loom_trainer_restore(loom_trainer *tr, const loom_task *task, loom_ckpt *c);
-/* Gives every rank rank 0's parameters and optimizer state (call before training). */
+/* Gives every rank rank 0's parameters, optimizer state, step and epoch (call
+ * before training; the task's own state, such as RNGs and data position, must be
+ * restored on every rank). */
 loom_status loom_trainer_sync(loom_trainer *tr);
 /* One training step: reset, forward, loss, backward, all-reduce, finite check,
  * clip, update, log (and evaluation), checkpoint. */

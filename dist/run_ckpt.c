@@ -104,6 +104,7 @@ loom_status loom_trainer_save(loom_trainer *tr, const loom_task *task, const cha
         return st;
     }
     if ((st = loom_ckpt_commit(c)) != LOOM_OK) return st;
+    tr->saved_step = tr->step;
     if (tr->cfg.keep > 1) { /* the newest stays at path; the last `keep` are also linked by step */
         char named[4200];
         snprintf(named, sizeof named, "%s.step%ld", path, tr->step);

@@ -33,9 +33,10 @@ loom_train_config loom_train_defaults(const char *prog)
     return c;
 }
 
-/* Test-only faults, LOOM_FAULT=KIND:RANK:STEP with KIND nan | error | stall | kill, so
- * the tests can show that a fault on one rank ends the whole job with a message. */
-enum { FAULT_NONE, FAULT_NAN, FAULT_ERROR, FAULT_STALL, FAULT_KILL };
+/* Test-only faults, LOOM_FAULT=KIND:RANK:STEP with KIND nan | error | stall | kill | slow,
+ * so the tests can show that a fault on one rank ends the whole job with a message
+ * (and that slow rank-0 work, `slow`, does not). */
+enum { FAULT_NONE, FAULT_NAN, FAULT_ERROR, FAULT_STALL, FAULT_KILL, FAULT_SLOW };
 
 static void fault_parse(loom_trainer *tr)
 {
@@ -45,8 +46,8 @@ static void fault_parse(loom_trainer *tr)
     long step;
     tr->fault_kind = FAULT_NONE;
     if (!s || sscanf(s, "%15[a-z]:%d:%ld", kind, &rank, &step) != 3) return;
-    static const char *const kinds[] = {"", "nan", "error", "stall", "kill"};
-    for (int k = 1; k < 5; k++)
+    static const char *const kinds[] = {"", "nan", "error", "stall", "kill", "slow"};
+    for (int k = 1; k < 6; k++)
         if (strcmp(kind, kinds[k]) == 0) tr->fault_kind = k;
     tr->fault_rank = rank, tr->fault_step = step;
 }
@@ -109,9 +110,12 @@ loom_status loom_trainer_sync(loom_trainer *tr)
 {
     if (!tr || !tr->tape) return loom_error_set(LOOM_EARG, "trainer: sync: not initialised");
     size_t n = loom_params_size(tr->ps);
+    double counters[3] = {(double)tr->step, (double)tr->epoch, (double)tr->optim.step};
     loom_status st = loom_dist_broadcast(tr->dist, loom_params_data(tr->ps), n);
     if (st == LOOM_OK) st = loom_dist_broadcast(tr->dist, tr->optim.m, n);
     if (st == LOOM_OK) st = loom_dist_broadcast(tr->dist, tr->optim.v, n);
+    if (st == LOOM_OK) st = loom_dist_broadcast_f64(tr->dist, counters, 3);
+    tr->step = (long)counters[0], tr->epoch = (long)counters[1], tr->optim.step = (long)counters[2];
     return st == LOOM_OK ? st : loom_error_set(st, "start: %s", loom_error_message());
 }
 
@@ -162,7 +166,7 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     loom_tensor *loss = task->forward(task->ctx, tr->tape, &b);
     if (fault_now(tr, FAULT_ERROR)) loss = loom_tape_fail(tr->tape, LOOM_EIO, "injected fault (LOOM_FAULT)");
     if (!loss) return step_fail(tr, 0, loom_tape_status(tr->tape));
-    if (!(b.count > 0)) b.count = 1;
+    if (!(b.count >= 0)) return step_fail(tr, 0, loom_error_set(LOOM_EARG, "the task's loss count %g is negative", b.count));
     double t1 = loom_dist_now();
     /* 4. backward in reverse into the flat gradient buffer */
     if (loom_tape_backward(tr->tape, loss) != LOOM_OK) return step_fail(tr, 0, loom_tape_status(tr->tape));
@@ -171,7 +175,7 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     while (fault_now(tr, FAULT_STALL)) sleep(1);
     double t2 = loom_dist_now();
     /* 5. all-reduce: the gradient of the global batch's mean loss is sum_r count_r g_r / sum_r count_r */
-    double sums[3] = {loss->data[0] * b.count, b.count, (double)b.tokens};
+    double sums[3] = {b.count > 0 ? loss->data[0] * b.count : 0.0, b.count, (double)b.tokens};
     loom_status st = loom_dist_allreduce_sum_f64(d, sums, 3);
     double t2b = loom_dist_now();
     if (st == LOOM_OK && d->size > 1) {
@@ -180,6 +184,8 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
         st = loom_dist_allreduce_sum(d, grads, n);
     }
     if (st != LOOM_OK) return step_fail(tr, 0, st);
+    if (!(sums[1] > 0))
+        return step_fail(tr, 1, loom_error_set(LOOM_EARG, "the global batch holds no loss terms (every rank's count is 0)"));
     double gloss = sums[0] / sums[1];
     double t3 = loom_dist_now();
     /* 6. finite check, before anything is updated: the last checkpoint stays the last good one */
@@ -216,16 +222,19 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
         if (tr->log) fprintf(tr->log, "%ld,%.6f,%.6g,%.1f\n", tr->step, mean, lr, tps), fflush(tr->log);
         tr->t_window = now, tr->tokens_window = 0, tr->loss_window = 0, tr->steps_window = 0;
     }
-    if (d->rank == 0 && task->evaluate && tr->cfg.eval_every > 0 && tr->step % tr->cfg.eval_every == 0 &&
-        tr->step < tr->cfg.steps) {
+    int eval = task->evaluate && tr->cfg.eval_every > 0 && tr->step % tr->cfg.eval_every == 0 && tr->step < tr->cfg.steps;
+    if (eval && fault_now(tr, FAULT_SLOW)) sleep(3);
+    if (eval && d->rank == 0) {
         if (tr->cfg.progress && isatty(2)) fputc('\n', stderr);
         task->evaluate(task->ctx, tr->tape, tr->step);
-        tr->t_window = loom_dist_now(); /* throughput counts training time only */
     }
     /* 10. checkpoint every checkpoint_every steps: every rank, at the same step (the save gathers) */
-    if (tr->cfg.checkpoint && tr->cfg.checkpoint_every > 0 && tr->step % tr->cfg.checkpoint_every == 0 &&
-        tr->step < run_end(tr) && (st = loom_trainer_save(tr, task, tr->cfg.checkpoint)) != LOOM_OK)
-        return step_fail(tr, 0, st);
+    int save = tr->cfg.checkpoint && tr->cfg.checkpoint_every > 0 && tr->step % tr->cfg.checkpoint_every == 0 &&
+               tr->step < run_end(tr);
+    if (save && (st = loom_trainer_save(tr, task, tr->cfg.checkpoint)) != LOOM_OK) return step_fail(tr, 0, st);
+    /* rank 0's evaluation and write are its own work, not a stall: the others wait them out */
+    if ((eval || save) && (st = loom_dist_wait_root(d)) != LOOM_OK) return step_fail(tr, 0, st);
+    if (eval || save) tr->t_window = loom_dist_now(); /* throughput counts training time only */
     return LOOM_OK;
 }
 

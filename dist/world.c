@@ -21,6 +21,7 @@ int loom_dist_has_mpi(void)
 #endif
 }
 
+#ifdef LOOM_HAVE_MPI
 /* 1 if a launcher started this process as part of a job (mpirun, srun, hydra);
  * LOOM_DIST=mpi|single overrides. A plain start is world size 1 without MPI_Init. */
 static int launched(void)
@@ -28,10 +29,38 @@ static int launched(void)
     const char *force = getenv("LOOM_DIST");
     if (force && strcmp(force, "mpi") == 0) return 1;
     if (force && strcmp(force, "single") == 0) return 0;
-    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"};
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS",
+                                 "SLURM_STEP_NUM_TASKS"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
         if (getenv(vars[i])) return 1;
     return 0;
+}
+#endif
+
+/* How many tasks the launcher says the job has (1 when it says nothing). */
+static long launcher_tasks(void)
+{
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"};
+    long n = 1;
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atol(v) > n) n = atol(v);
+    }
+    return n;
+}
+
+/* A launcher that started several tasks which each see a world of one would run
+ * N independent trainings writing the same files: refuse that. */
+static loom_status check_world(const loom_dist *d)
+{
+    long tasks = launcher_tasks();
+    const char *force = getenv("LOOM_DIST");
+    if (d->size == 1 && tasks > 1 && !(force && strcmp(force, "single") == 0))
+        return loom_error_set(LOOM_ESTATE,
+                              "dist: the launcher started %ld tasks, but this one sees a world of 1 (%s): each would "
+                              "train alone; with srun, add --mpi=pmix",
+                              tasks, loom_dist_has_mpi() ? "MPI did not connect them" : "loom was built without MPI, -DLOOM_MPI=OFF");
+    return LOOM_OK;
 }
 
 loom_status loom_dist_init(loom_dist *d, int *argc, char ***argv)
@@ -43,7 +72,7 @@ loom_status loom_dist_init(loom_dist *d, int *argc, char ***argv)
 #ifdef LOOM_HAVE_MPI
     int inited = 0;
     MPI_Initialized(&inited);
-    if (!inited && !launched()) return LOOM_OK;
+    if (!inited && !launched()) return check_world(d);
     if (!inited) {
         int rc = MPI_Init(argc, argv);
         if (rc != MPI_SUCCESS) return loom_error_set(LOOM_EIO, "dist: MPI_Init failed (code %d)", rc);
@@ -55,12 +84,8 @@ loom_status loom_dist_init(loom_dist *d, int *argc, char ***argv)
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
 #else
     (void)argc, (void)argv;
-    if (launched() && getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1)
-        return loom_error_set(LOOM_ESTATE, "dist: started by mpirun with %s ranks, but this loom was built without MPI "
-                                           "(-DLOOM_MPI=OFF); every rank would train alone",
-                              getenv("OMPI_COMM_WORLD_SIZE"));
 #endif
-    return LOOM_OK;
+    return check_world(d);
 }
 
 loom_status loom_dist_shard(loom_dist *d, int global_batch, int *row0, int *rows)
@@ -179,6 +204,28 @@ loom_status loom_dist_broadcast(loom_dist *d, float *buf, size_t n)
     return wait_all(d, k, req, "broadcast");
 }
 
+loom_status loom_dist_broadcast_f64(loom_dist *d, double *buf, int n)
+{
+    if (!d || (!buf && n) || n < 0) return loom_error_set(LOOM_EARG, "dist: broadcast: NULL argument");
+    if (d->size == 1) return LOOM_OK;
+    MPI_Request req;
+    int rc = MPI_Ibcast(buf, n, MPI_DOUBLE, 0, MPI_COMM_WORLD, &req);
+    return rc == MPI_SUCCESS ? wait_all(d, 1, &req, "broadcast") : mpi_fail("broadcast", rc);
+}
+
+loom_status loom_dist_wait_root(loom_dist *d)
+{
+    if (!d) return loom_error_set(LOOM_EARG, "dist: wait: NULL argument");
+    if (d->size == 1) return LOOM_OK;
+    double timeout = d->timeout;
+    MPI_Request req;
+    int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req);
+    d->timeout = 0; /* rank 0's own work takes what it takes */
+    loom_status st = rc == MPI_SUCCESS ? wait_all(d, 1, &req, "wait for rank 0") : mpi_fail("wait for rank 0", rc);
+    d->timeout = timeout;
+    return st;
+}
+
 loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *global, size_t blocks, size_t rows,
                                   size_t row_floats)
 {
@@ -223,6 +270,13 @@ loom_status loom_dist_broadcast(loom_dist *d, float *buf, size_t n)
 {
     return (!d || (!buf && n)) ? loom_error_set(LOOM_EARG, "dist: broadcast: NULL argument") : LOOM_OK;
 }
+
+loom_status loom_dist_broadcast_f64(loom_dist *d, double *buf, int n)
+{
+    return (!d || (!buf && n)) ? loom_error_set(LOOM_EARG, "dist: broadcast: NULL argument") : LOOM_OK;
+}
+
+loom_status loom_dist_wait_root(loom_dist *d) { return d ? LOOM_OK : loom_error_set(LOOM_EARG, "dist: wait: NULL argument"); }
 
 loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *global, size_t blocks, size_t rows,
                                   size_t row_floats)

@@ -67,6 +67,13 @@ void loom_app_fail_all(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* An error of this rank's own (a file it could not read): printed by this rank, named
+ * by it in a world of several; the job then ends on every rank (loom_dist_finish). */
+void loom_app_fail_rank(const char *prog, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* The trainer from the flags: optimizer, schedule, log, checkpoints, comm timeout,
  * the shard of the global --batch. Returns 0, or 1/2 after a message. */
 int loom_app_trainer_init(loom_trainer *tr, const loom_app_flags *f, loom_dist *d, loom_params *ps, const char *prog);

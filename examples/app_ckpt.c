@@ -1,6 +1,6 @@
 /* The model configuration in a checkpoint (/config), and how a resumed run's
- * command line is checked against it. Every rank reads the same file, so a
- * conflict is an error every rank meets alike. */
+ * command line is checked against it. Every rank reads the file itself, and
+ * may fail alone (a node that does not see it), so errors are each rank's own. */
 #include <string.h>
 
 #include "app.h"
@@ -37,15 +37,15 @@ int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const 
     int64_t x;
     snprintf(name, sizeof name, "/config/%s", key);
     if (loom_ckpt_read_i64(c, name, &x, 0) != LOOM_OK) {
-        loom_app_fail_all(prog, "%s", loom_error_message());
+        loom_app_fail_rank(prog, "%s", loom_error_message());
         return 2;
     }
     if (x <= 0 || x > 1 << 24) {
-        loom_app_fail_all(prog, "checkpoint %s: %s is %lld, which is not a valid size", loom_ckpt_path(c), name, (long long)x);
+        loom_app_fail_rank(prog, "checkpoint %s: %s is %lld, which is not a valid size", loom_ckpt_path(c), name, (long long)x);
         return 2;
     }
     if (flag && loom_app_given(f, flag) && *v != (int)x) {
-        loom_app_fail_all(prog, "--%s %d conflicts with checkpoint %s, which has %s %lld", flag, *v, loom_ckpt_path(c),
+        loom_app_fail_rank(prog, "--%s %d conflicts with checkpoint %s, which has %s %lld", flag, *v, loom_ckpt_path(c),
                 key, (long long)x);
         return 2;
     }
@@ -57,16 +57,16 @@ int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog)
 {
     static char cell[32];
     if (loom_ckpt_read_str(c, "/config/cell", cell, sizeof cell) != LOOM_OK) {
-        loom_app_fail_all(prog, "%s", loom_error_message());
+        loom_app_fail_rank(prog, "%s", loom_error_message());
         return 2;
     }
     loom_cell probe;
     if (loom_cell_init_kind(&probe, cell, 1, 1) != LOOM_OK) {
-        loom_app_fail_all(prog, "checkpoint %s: /config/cell: %s", loom_ckpt_path(c), loom_error_message());
+        loom_app_fail_rank(prog, "checkpoint %s: /config/cell: %s", loom_ckpt_path(c), loom_error_message());
         return 2;
     }
     if (loom_app_given(f, "cell") && strcmp(f->cell, cell) != 0) {
-        loom_app_fail_all(prog, "--cell %s conflicts with checkpoint %s, which has cell %s", f->cell, loom_ckpt_path(c), cell);
+        loom_app_fail_rank(prog, "--cell %s conflicts with checkpoint %s, which has cell %s", f->cell, loom_ckpt_path(c), cell);
         return 2;
     }
     f->cell = cell;
@@ -74,14 +74,14 @@ int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog)
         loom_app_config_int(c, f, "layers", "layers", &f->layers, prog))
         return 2;
     if (f->layers > LOOM_MAX_LAYERS) {
-        loom_app_fail_all(prog, "checkpoint %s: %d layers, at most %d are supported", loom_ckpt_path(c), f->layers, LOOM_MAX_LAYERS);
+        loom_app_fail_rank(prog, "checkpoint %s: %d layers, at most %d are supported", loom_ckpt_path(c), f->layers, LOOM_MAX_LAYERS);
         return 2;
     }
     /* batch, seq and dropout shape the training run; weights-only files may lack them. */
     if (loom_ckpt_has(c, "/config/batch") && loom_app_config_int(c, f, "batch", "batch", &f->batch, prog)) return 2;
     if (loom_ckpt_has(c, "/config/seq") && loom_app_config_int(c, f, "seq", "seq", &f->seq, prog)) return 2;
     if (loom_ckpt_has(c, "/config/dropout") && loom_ckpt_read_floats(c, "/config/dropout", &f->dropout, 0, 1) != LOOM_OK) {
-        loom_app_fail_all(prog, "%s", loom_error_message());
+        loom_app_fail_rank(prog, "%s", loom_error_message());
         return 2;
     }
     return 0;
@@ -93,7 +93,7 @@ int loom_app_resume_open(loom_app_flags *f, const char *prog, loom_ckpt **out)
     if (!f->resume) return 0;
     loom_ckpt *c = loom_ckpt_open(f->resume);
     if (!c) {
-        loom_app_fail_all(prog, "--resume: %s", loom_error_message());
+        loom_app_fail_rank(prog, "--resume: %s", loom_error_message());
         return 1;
     }
     int rc = loom_app_config_read(c, f, prog);

@@ -3,7 +3,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "app.h"
 
@@ -30,6 +29,17 @@ void loom_app_fail_all(const char *prog, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void loom_app_fail_rank(const char *prog, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (app_dist && app_dist->size > 1) fprintf(stderr, "%s: rank %d: ", prog, app_dist->rank);
+    else fprintf(stderr, "%s: ", prog);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -83,8 +93,9 @@ int loom_app_train(loom_trainer *tr, const loom_task *task)
     fflush(stdout);
     if (loom_trainer_run(tr, task) == LOOM_OK) return 0;
     loom_dist_perror(tr->dist, tr->cfg.prog);
-    if (tr->cfg.checkpoint && tr->dist->rank == 0 && access(tr->cfg.checkpoint, F_OK) == 0)
-        fprintf(stderr, "%s: the last checkpoint, %s, is intact\n", tr->cfg.prog, tr->cfg.checkpoint);
+    if (tr->saved_step > 0 && tr->dist->rank == 0)
+        fprintf(stderr, "%s: the last checkpoint, %s (step %ld), is intact\n", tr->cfg.prog, tr->cfg.checkpoint,
+                tr->saved_step);
     return 1;
 }
 

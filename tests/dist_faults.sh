@@ -24,6 +24,14 @@ expect 1 "rank 1: step 2: injected fault" 10 "error on rank 1"
 # A stalled rank is caught by the comm timeout; the message names the rank that waited.
 t0=$(now); LOOM_FAULT=stall:1:2 mpi 2 "$ex" $args --comm-timeout 2 >out.txt 2>&1; rc=$?
 expect 1 "rank 0: step 2: all-reduce: waited [0-9]+ s \(the comm timeout\)" 15 "stalled rank 1"
+# Rank 0's own work (evaluation, checkpoint writes) may outlast the comm timeout: not a stall.
+t0=$(now); LOOM_FAULT=slow:0:2 mpi 2 "$ex" $args --steps 4 --eval-every 2 --comm-timeout 1 >out.txt 2>&1; rc=$?
+[ "$rc" -eq 0 ] || fail "slow evaluation on rank 0 ended the job (exit $rc)"
+# A checkpoint that one rank cannot open ends the job with that rank's message, not a timeout.
+"$ex" $args --steps 2 --checkpoint good.h5 >/dev/null 2>&1 || fail "making good.h5"
+t0=$(now); timeout 60 "$mpiexec" --allow-run-as-root --oversubscribe -np 1 "$ex" --resume good.h5 --steps 4 : \
+  -np 1 "$ex" --resume missing.h5 --steps 4 --comm-timeout 0 >out.txt 2>&1; rc=$?
+expect any "rank 1: --resume: checkpoint missing.h5: No such file" 10 "resume file missing on rank 1"
 # A batch that does not divide among the ranks: one clear message.
 t0=$(now); mpi 2 "$ex" $args --batch 5 >out.txt 2>&1; rc=$?
 expect 2 "the global batch of 5 does not divide evenly among 2 ranks" 10 "indivisible batch"
