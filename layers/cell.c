@@ -54,7 +54,13 @@ loom_tensor *loom_cell_project(loom_cell *c, loom_tape *t, loom_cell_seq_args *a
 {
     loom_tensor *xp = loom_linear_apply(t, a->x, c->w[0], c->w[2]);
     *gxp = NULL;
-    if (xp && xp->requires_grad) *gxp = loom_tape_grad(t, xp);
+    /* The pre-activation gradient G lives in xp's gradient. The recurrent weights need
+     * it even when nothing before xp does (frozen input weights, an input without a
+     * gradient), so xp gets one whenever the tape records; no node behind it uses it then. */
+    if (xp && !loom_tape_nograd(t)) {
+        xp->requires_grad = 1;
+        *gxp = loom_tape_grad(t, xp);
+    }
     return xp;
 }
 

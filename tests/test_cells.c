@@ -94,12 +94,24 @@ static float run_once(model *m)
     return v;
 }
 
-static void fused_matches_primitive(const char *kind)
+/* Clears requires_grad on the parameters whose names contain one of the parts ("" matches
+ * none), and on the input x when frozen_x, in both models. */
+static void freeze(model *a, model *b, const char *const *parts, int n, int frozen_x)
+{
+    for (int k = 0; k < loom_params_count(a->ps); k++)
+        for (int i = 0; i < n; i++)
+            if (parts[i][0] && strstr(loom_params_name(a->ps, k), parts[i]))
+                loom_params_view(a->ps, k)->requires_grad = loom_params_view(b->ps, k)->requires_grad = 0;
+    if (frozen_x) a->x->requires_grad = b->x->requires_grad = 0;
+}
+
+static void fused_matches_primitive_frozen(const char *kind, const char *const *parts, int n, int frozen_x)
 {
     model a, b;
     model_init(&a, kind, 2, 13, 24, 9, 4, 1);
     model_init(&b, kind, 2, 13, 24, 9, 4, 0);
     a.use_lengths = b.use_lengths = 1;
+    freeze(&a, &b, parts, n, frozen_x);
     float la = run_once(&a), lb = run_once(&b);
     cr_expect_lt(rel(la, lb), 1e-5, "%s loss %.9g vs %.9g", kind, la, lb);
     /* Relative to each buffer's largest gradient: the two paths sum in different orders. */
@@ -112,9 +124,38 @@ static void fused_matches_primitive(const char *kind)
         for (size_t i = 0; i < loom_tensor_size(ta); i++)
             worst = fmax(worst, fabs(ta->grad[i] - tb->grad[i]) / fmax(scale, 1e-12));
     }
-    cr_expect_lt(worst, 1e-5, "%s: worst gradient difference %g of the largest gradient", kind, worst);
+    cr_expect_lt(worst, 1e-5, "%s (frozen: %s%s): worst gradient difference %g of the largest gradient", kind,
+                 n ? parts[0] : "none", n > 1 ? " and more" : "", worst);
+    /* A frozen parameter gets no gradient on either path. */
+    for (int k = 0; k < loom_params_count(a.ps); k++)
+        if (!loom_params_view(a.ps, k)->requires_grad) {
+            loom_tensor *ta = loom_params_view(a.ps, k);
+            double mx = 0;
+            for (size_t i = 0; i < loom_tensor_size(ta); i++) mx = fmax(mx, fabs(ta->grad[i]));
+            cr_expect_eq(mx, 0.0, "%s: frozen %s has a gradient", kind, loom_params_name(a.ps, k));
+        }
     model_free(&a);
     model_free(&b);
+}
+
+static void fused_matches_primitive(const char *kind) { fused_matches_primitive_frozen(kind, NULL, 0, 0); }
+
+/* Each parameter frozen in turn, and the whole input projection frozen, with an input
+ * that needs no gradient: the recurrent weights' gradients must not vanish. */
+static void fused_matches_primitive_freezing(const char *kind)
+{
+    static const char *const each[] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+    for (int i = 0; i < 4; i++) fused_matches_primitive_frozen(kind, &each[i], 1, 1);
+    static const char *const input_side[] = {"weight_ih", "bias_ih"};
+    fused_matches_primitive_frozen(kind, input_side, 2, 1);
+}
+
+Test(cells, fused_equals_primitive_with_frozen_parameters)
+{
+    fused_matches_primitive_freezing("lstm");
+    fused_matches_primitive_freezing("gru");
+    fused_matches_primitive_freezing("rnn");
+    fused_matches_primitive_freezing("rnn_relu");
 }
 
 Test(cells, fused_lstm_equals_primitive_ops) { fused_matches_primitive("lstm"); }
