@@ -149,9 +149,4 @@ static int run(loom_dist *d, int argc, char **argv)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
-    loom_dist d;
-    if (loom_app_start(&d, &argc, &argv, "adding_problem")) return 1;
-    return loom_dist_finish(&d, run(&d, argc, argv));
-}
+int main(int argc, char **argv) { return loom_app_main(argc, argv, "adding_problem", run); }

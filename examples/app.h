@@ -60,6 +60,8 @@ int loom_app_check(const loom_app_flags *f, const char *prog);
  * send their stdout to /dev/null, so a program prints once whatever the world size.
  * Returns 0, or 1 after a message. */
 int loom_app_start(loom_dist *d, int *argc, char ***argv, const char *prog);
+/* An example's whole main: joins the job, runs body, and leaves the job with its exit code. */
+int loom_app_main(int argc, char **argv, const char *prog, int (*body)(loom_dist *d, int argc, char **argv));
 /* An error that every rank meets alike (a bad flag, a conflicting checkpoint):
  * printed by rank 0 only; marks the world's error as agreed so it exits cleanly. */
 void loom_app_fail_all(const char *prog, const char *fmt, ...)

@@ -22,6 +22,13 @@ int loom_app_start(loom_dist *d, int *argc, char ***argv, const char *prog)
     return 0;
 }
 
+int loom_app_main(int argc, char **argv, const char *prog, int (*body)(loom_dist *d, int argc, char **argv))
+{
+    loom_dist d;
+    if (loom_app_start(&d, &argc, &argv, prog)) return 1;
+    return loom_dist_finish(&d, body(&d, argc, argv));
+}
+
 void loom_app_fail_all(const char *prog, const char *fmt, ...)
 {
     if (app_dist) app_dist->agreed = 1;
