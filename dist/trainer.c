@@ -122,11 +122,9 @@ loom_status loom_trainer_sync(loom_trainer *tr)
 /* An error with the step in front; `agreed` when every rank reached it alike. */
 static loom_status step_fail(loom_trainer *tr, int agreed, loom_status st)
 {
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", loom_error_message());
     tr->dist->agreed = agreed;
     if (tr->cfg.progress && tr->dist->rank == 0 && isatty(2)) fputc('\n', stderr);
-    return loom_error_set(st ? st : LOOM_ESTATE, "step %ld: %s", tr->step, msg);
+    return loom_error_set(st ? st : LOOM_ESTATE, "step %ld: %s", tr->step, loom_error_message());
 }
 
 static void progress_line(loom_trainer *tr, long done, double loss, double tps)
