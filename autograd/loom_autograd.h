@@ -142,13 +142,12 @@ typedef struct loom_node loom_node;
 /* Backward of one op: adds the gradient of node->out into each input that requires one. */
 typedef void (*loom_backward_fn)(loom_node *node);
 
-#define LOOM_MAX_INPUTS 4
 struct loom_node {
     const char *op;         /* op name, for errors and debugging */
     loom_backward_fn backward;
     loom_tensor *out;
     loom_tensor *out2;      /* optional second output (fused ops); backward runs if either has a gradient */
-    loom_tensor *in[LOOM_MAX_INPUTS];
+    loom_tensor **in;       /* n_in inputs, copied into the arena by record */
     int n_in;
     int i[4];               /* small integer arguments */
     float f[2];             /* small float arguments */

@@ -3,24 +3,16 @@
 
 #include "internal.h"
 
-/* concat keeps its parts here, since a node records at most LOOM_MAX_INPUTS inputs. */
-typedef struct concat_ctx {
-    int n;
-    loom_tensor **parts;
-    int *offs; /* column offset of each part in the output */
-} concat_ctx;
-
 static void concat_backward(loom_node *nd)
 {
     loom_tensor *c = nd->out;
-    concat_ctx *cx = nd->ctx;
-    for (int k = 0; k < cx->n; k++) {
-        loom_tensor *p = cx->parts[k];
+    for (int k = 0, off = 0; k < nd->n_in; off += nd->in[k]->cols, k++) {
+        loom_tensor *p = nd->in[k];
         if (!p->requires_grad) continue;
         float *g = loom_tape_grad(nd->tape, p);
         if (!g) return;
         for (int r = 0; r < c->rows; r++) {
-            const float *src = c->grad + (size_t)r * c->cols + cx->offs[k];
+            const float *src = c->grad + (size_t)r * c->cols + off;
             float *dst = g + (size_t)r * p->cols;
             for (int j = 0; j < p->cols; j++) dst[j] += src[j];
         }
@@ -40,35 +32,19 @@ loom_tensor *loom_op_concat(loom_tape *t, loom_tensor *const *parts, int n)
     }
     loom_tensor *c = loom_tape_tensor(t, parts[0]->rows, cols);
     if (!c) return NULL;
-    loom_arena *ar = loom_tape_arena(t);
-    concat_ctx *cx = loom_arena_alloc(ar, sizeof *cx);
-    if (cx) cx->parts = loom_arena_alloc(ar, (size_t)n * sizeof(loom_tensor *));
-    if (cx && cx->parts) cx->offs = loom_arena_alloc(ar, (size_t)n * sizeof(int));
-    if (!cx || !cx->parts || !cx->offs) return loom_tape_fail(t, LOOM_ENOMEM, "concat: out of memory");
-    cx->n = n;
-    for (int k = 0, o = 0; k < n; o += parts[k]->cols, k++) {
-        cx->offs[k] = o;
-        cx->parts[k] = parts[k];
-    }
     for (int r = 0; r < c->rows; r++)
-        for (int k = 0; k < n; k++)
-            memcpy(c->data + (size_t)r * cols + cx->offs[k], parts[k]->data + (size_t)r * parts[k]->cols,
+        for (int k = 0, off = 0; k < n; off += parts[k]->cols, k++)
+            memcpy(c->data + (size_t)r * cols + off, parts[k]->data + (size_t)r * parts[k]->cols,
                    (size_t)parts[k]->cols * sizeof(float));
-    /* The node lists one input that needs a gradient (or the first); backward reads all parts from ctx. */
-    loom_tensor *rep = parts[0];
-    for (int k = 0; k < n; k++)
-        if (parts[k]->requires_grad) rep = parts[k];
-    loom_node *nd = loom_tape_record(t, "concat", concat_backward, c, &rep, 1);
-    if (nd) nd->ctx = cx;
+    loom_tape_record(t, "concat", concat_backward, c, parts, n);
     return c;
 }
 
 static void vstack_backward(loom_node *nd)
 {
-    concat_ctx *cx = nd->ctx;
     size_t off = 0;
-    for (int k = 0; k < cx->n; k++) {
-        loom_tensor *p = cx->parts[k];
+    for (int k = 0; k < nd->n_in; k++) {
+        loom_tensor *p = nd->in[k];
         size_t n = loom_tensor_size(p);
         if (p->requires_grad) {
             float *g = loom_tape_grad(nd->tape, p);
@@ -92,22 +68,13 @@ loom_tensor *loom_op_vstack(loom_tape *t, loom_tensor *const *parts, int n)
         rows += parts[k]->rows;
     }
     loom_tensor *c = loom_tape_tensor(t, rows, parts[0]->cols);
-    concat_ctx *cx = loom_arena_alloc(loom_tape_arena(t), sizeof *cx);
-    loom_tensor **saved = loom_arena_alloc(loom_tape_arena(t), (size_t)n * sizeof *saved);
-    if (!c || !cx || !saved) return loom_tape_fail(t, LOOM_ENOMEM, "vstack: out of memory");
+    if (!c) return NULL;
     size_t off = 0;
-    loom_tensor *rep = parts[0];
     for (int k = 0; k < n; k++) {
         memcpy(c->data + off, parts[k]->data, loom_tensor_size(parts[k]) * sizeof(float));
         off += loom_tensor_size(parts[k]);
-        saved[k] = parts[k];
-        if (parts[k]->requires_grad) rep = parts[k];
     }
-    cx->n = n;
-    cx->parts = saved;
-    cx->offs = NULL;
-    loom_node *nd = loom_tape_record(t, "vstack", vstack_backward, c, &rep, 1);
-    if (nd) nd->ctx = cx;
+    loom_tape_record(t, "vstack", vstack_backward, c, parts, n);
     return c;
 }
 

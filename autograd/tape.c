@@ -153,8 +153,9 @@ loom_node *loom_tape_record(loom_tape *t, const char *op, loom_backward_fn backw
     for (int k = 0; k < n_in; k++) req |= in[k]->requires_grad;
     out->requires_grad = req && !t->nograd;
     if (!out->requires_grad) return NULL;
-    if (n_in > LOOM_MAX_INPUTS) {
-        loom_tape_fail(t, LOOM_EARG, "%s: %d inputs, at most %d can be recorded", op, n_in, LOOM_MAX_INPUTS);
+    loom_tensor **ins = loom_arena_alloc(t->arena, (size_t)n_in * sizeof *ins);
+    if (!ins) {
+        loom_tape_fail(t, LOOM_ENOMEM, "%s: out of memory recording %d inputs", op, n_in);
         return NULL;
     }
     if (t->n == t->cap) {
@@ -174,7 +175,8 @@ loom_node *loom_tape_record(loom_tape *t, const char *op, loom_backward_fn backw
     nd->op = op;
     nd->backward = backward;
     nd->out = out;
-    for (int k = 0; k < n_in; k++) nd->in[k] = in[k];
+    for (int k = 0; k < n_in; k++) ins[k] = in[k];
+    nd->in = ins;
     nd->n_in = n_in;
     nd->tape = t;
     return nd;

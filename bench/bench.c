@@ -60,6 +60,8 @@ typedef struct bench_task {
     float *x;
     int *idx, *tgt;
     loom_tensor *zero;
+    loom_state *carry; /* TBPTT: the state carried between windows */
+    loom_seq_out out;
 } bench_task;
 
 static loom_tensor *bench_forward(void *ctx, loom_tape *t, loom_batch *b)
@@ -68,12 +70,18 @@ static loom_tensor *bench_forward(void *ctx, loom_tape *t, loom_batch *b)
     const config *c = k->c;
     int T = c->steps_t, B = b->rows;
     loom_tensor *in = c->vocab ? loom_op_embedding(t, k->emb.weight, k->idx, T * B) : loom_tape_from(t, T * B, c->input, k->x);
-    loom_seq_out o;
+    loom_seq_out *o = &k->out;
     b->count = (double)T * B;
     b->tokens = (long)T * B;
-    if (loom_seq_forward(&k->seq, t, in, T, B, NULL, 1, 1, &k->rng, &o) != LOOM_OK) return NULL;
-    return c->vocab ? loom_op_softmax_ce(t, loom_linear_apply(t, o.y, k->head.weight, k->head.bias), k->tgt, NULL)
-                    : loom_op_mse(t, o.y, k->zero, NULL);
+    if (loom_seq_forward(&k->seq, t, in, T, B, NULL, 1, k->carry, &k->rng, o) != LOOM_OK) return NULL;
+    return c->vocab ? loom_op_softmax_ce(t, loom_linear_apply(t, o->y, k->head.weight, k->head.bias), k->tgt, NULL)
+                    : loom_op_mse(t, o->y, k->zero, NULL);
+}
+
+static loom_status bench_commit(void *ctx)
+{
+    bench_task *k = ctx;
+    return loom_state_store(k->carry, &k->out);
 }
 
 static double median(double *v, int n)
@@ -99,7 +107,7 @@ static int run(loom_dist *d, const config *c, int steps)
         loom_params_alloc(ps, &k.rng) != LOOM_OK ||
         loom_trainer_init(&tr, &tc, d, ps, loom_optim_defaults(LOOM_ADAM), (loom_sched){LOOM_SCHED_CONSTANT, 1e-3f, 0, 1, 1, 1, 0},
                           B) != LOOM_OK ||
-        loom_seq_reset_state(&k.seq, tr.rows) != LOOM_OK || loom_trainer_sync(&tr) != LOOM_OK) {
+        !(k.carry = loom_state_new(&k.seq, tr.rows)) || loom_trainer_sync(&tr) != LOOM_OK) {
         loom_dist_perror(d, "bench");
         return 1;
     }
@@ -109,7 +117,7 @@ static int run(loom_dist *d, const config *c, int steps)
     loom_rng_fill_uniform(&k.rng, k.x, (size_t)T * R * c->input, -1, 1);
     for (int i = 0; i < T * R; i++) k.idx[i] = (int)loom_rng_below(&k.rng, 65), k.tgt[i] = (int)loom_rng_below(&k.rng, 65);
     k.zero = loom_tensor_new(T * R, H, 0);
-    loom_task task = {&k, bench_forward, NULL, NULL, NULL};
+    loom_task task = {&k, bench_forward, NULL, NULL, NULL, bench_commit};
     double *times = malloc(sizeof(double) * (size_t)steps * (LOOM_PHASES + 1));
     for (int s = 0; s <= steps; s++) { /* step 0 warms up (arena growth, BLAS buffers) */
         double t0 = now();
@@ -133,6 +141,7 @@ static int run(loom_dist *d, const config *c, int steps)
     free(times), free(k.x), free(k.idx), free(k.tgt);
     loom_tensor_free(k.zero);
     loom_trainer_free(&tr);
+    loom_state_free(k.carry);
     loom_seq_free(&k.seq);
     loom_params_free(ps);
     return 0;

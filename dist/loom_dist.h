@@ -97,6 +97,10 @@ typedef struct loom_task {
     loom_status (*save)(void *ctx, loom_ckpt *c);
     /* Optional, every rank: reads it back when resuming. */
     loom_status (*load)(void *ctx, loom_ckpt *c);
+    /* Optional, every rank: called once a step has succeeded (after the update), to
+     * commit what carries over to the next step, such as the recurrent state. A step
+     * that fails never reaches it, so nothing it changed is kept. */
+    loom_status (*commit)(void *ctx);
 } loom_task;
 
 /* Settings of a run. */

@@ -204,6 +204,8 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     /* 8. update the flat parameter buffer */
     float lr = loom_sched_lr(&tr->sched, step);
     loom_optim_step(&tr->optim, params, grads, lr);
+    /* the step has succeeded: now the task may keep what it carries (the recurrent state) */
+    if (task->commit && (st = task->commit(task->ctx)) != LOOM_OK) return step_fail(tr, 0, st);
     double t4 = loom_dist_now();
     tr->phase[LOOM_PHASE_FORWARD] = t1 - t0, tr->phase[LOOM_PHASE_BACKWARD] = t2 - t1;
     tr->phase[LOOM_PHASE_WAIT] = t2b - t2, tr->phase[LOOM_PHASE_ALLREDUCE] = t3 - t2b;

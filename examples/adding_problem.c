@@ -23,14 +23,12 @@ static const char ABOUT[] =
     "an LSTM and a vanilla RNN with the same settings and prints the comparison with the\n"
     "constant-prediction baseline (MSE 0.167).";
 
-/* The sequence layer takes its state batch from the input: training holds this
- * rank's rows, evaluation the whole batch. */
+/* Every sequence starts from a zero state. */
 static loom_tensor *predict(adding *m, loom_tape *t, const float *x, int T, int B, int train)
 {
     loom_seq_out o;
     loom_tensor *xt = loom_tape_from(t, T * B, 2, x);
-    if (!xt || (m->seq.batch != B && loom_seq_reset_state(&m->seq, B) != LOOM_OK) ||
-        loom_seq_forward(&m->seq, t, xt, T, B, NULL, train, 0, &m->dropout_rng, &o) != LOOM_OK)
+    if (!xt || loom_seq_forward(&m->seq, t, xt, T, B, NULL, train, NULL, &m->dropout_rng, &o) != LOOM_OK)
         return NULL;
     return loom_linear_apply(t, o.h_last, m->head.weight, m->head.bias);
 }
@@ -103,7 +101,7 @@ static double train_one(loom_dist *d, loom_app_flags *f, const char *cell, loom_
     fflush(stdout);
     loom_trainer run;
     double mse = NAN;
-    loom_task task = {&m, forward, evaluate, save_state, load_state};
+    loom_task task = {&m, forward, evaluate, save_state, load_state, NULL};
     int rc = loom_app_trainer_init(&run, f, d, m.ps, "adding_problem");
     if (rc == 0) loom_seq_set_shard(&m.seq, run.row0, f->batch);
     if (rc == 0 && (rc = loom_app_resume_finish(&run, &task, ck)) == 0 && (rc = loom_app_train(&run, &task)) == 0)

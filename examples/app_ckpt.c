@@ -73,8 +73,9 @@ int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog)
     if (loom_app_config_int(c, f, "hidden", "hidden", &f->hidden, prog) ||
         loom_app_config_int(c, f, "layers", "layers", &f->layers, prog))
         return 2;
-    if (f->layers > LOOM_MAX_LAYERS) {
-        loom_app_fail_rank(prog, "checkpoint %s: %d layers, at most %d are supported", loom_ckpt_path(c), f->layers, LOOM_MAX_LAYERS);
+    if (f->layers < 1 || f->layers > LOOM_SEQ_MAX_LAYERS) {
+        loom_app_fail_rank(prog, "checkpoint %s: /config/layers is %d, expected 1 to %d", loom_ckpt_path(c), f->layers,
+                           LOOM_SEQ_MAX_LAYERS);
         return 2;
     }
     /* batch, seq and dropout shape the training run; weights-only files may lack them. */

@@ -5,6 +5,9 @@
 
 #include "app.h"
 
+#define LOOM_STR_(x) #x
+#define LOOM_STR(x) LOOM_STR_(x) /* a number as a string literal */
+
 static loom_flag common_flags(loom_app_flags *f, int i)
 {
     loom_flag t[] = {
@@ -163,7 +166,7 @@ int loom_app_check(const loom_app_flags *f, const char *prog)
     else if (f->batch <= 0) bad = "--batch must be positive";
     else if (f->seq <= 0) bad = "--seq must be positive";
     else if (f->hidden <= 0) bad = "--hidden must be positive";
-    else if (f->layers < 1 || f->layers > LOOM_MAX_LAYERS) bad = "--layers must be between 1 and 8";
+    else if (f->layers < 1 || f->layers > LOOM_SEQ_MAX_LAYERS) bad = "--layers must be between 1 and " LOOM_STR(LOOM_SEQ_MAX_LAYERS);
     else if (!(f->lr >= 0)) bad = "--lr must be >= 0";
     else if (!(f->clip >= 0)) bad = "--clip must be >= 0 (0 turns clipping off)";
     else if (!(f->dropout >= 0 && f->dropout < 1)) bad = "--dropout must be in [0, 1)";

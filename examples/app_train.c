@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
@@ -108,12 +109,14 @@ int loom_app_train(loom_trainer *tr, const loom_task *task)
 
 loom_status loom_app_seq_declare(const loom_app_flags *f, const char *cell, int input, loom_seq *seq, loom_params *ps)
 {
-    loom_cell cells[LOOM_MAX_LAYERS];
-    for (int l = 0; l < f->layers; l++) {
-        loom_status st = loom_cell_init_kind(&cells[l], cell, l ? f->hidden : input, f->hidden);
-        if (st != LOOM_OK) return st;
+    loom_cell *cells = calloc((size_t)f->layers, sizeof *cells);
+    if (!cells) return loom_error_set(LOOM_ENOMEM, "out of memory for %d layers", f->layers);
+    loom_status st = LOOM_OK;
+    for (int l = 0; l < f->layers && st == LOOM_OK; l++) {
+        st = loom_cell_init_kind(&cells[l], cell, l ? f->hidden : input, f->hidden);
         cells[l].forget_bias = f->forget_bias;
     }
-    loom_status st = loom_seq_init(seq, cells, f->layers, f->dropout);
+    if (st == LOOM_OK) st = loom_seq_init(seq, cells, f->layers, f->dropout);
+    free(cells);
     return st != LOOM_OK ? st : loom_seq_declare(seq, ps, strncmp(cell, "rnn", 3) == 0 ? "rnn" : cell);
 }

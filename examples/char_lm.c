@@ -19,6 +19,8 @@ typedef struct charlm {
     loom_embedding emb;
     loom_seq seq;
     loom_linear head;
+    loom_state *carry;   /* this rank's streams' state, carried between windows */
+    loom_seq_out out;    /* the training step's forward, committed into carry once it succeeds */
     loom_rng rng;        /* dropout */
     loom_rng sample_rng; /* sampling, apart so evaluation never changes training */
     /* data position: B streams over the training text, a cursor into each */
@@ -32,13 +34,21 @@ static const char ABOUT[] =
     "and reports train and held-out loss in nats and bits per character, with samples.\n"
     "The last 5% of the text is held out.";
 
-/* Embedding -> recurrent stack -> linear head, on a [T*B] window of tokens. */
-static loom_tensor *logits_of(charlm *m, loom_tape *t, loom_seq *seq, const int *idx, int T, int B, int train, int carry)
+/* Embedding -> recurrent stack from state st -> linear head, on a [T*B] window of tokens. */
+static loom_tensor *logits_of(charlm *m, loom_tape *t, const int *idx, int T, int B, int train, const loom_state *st,
+                              loom_seq_out *o)
 {
     loom_tensor *x = loom_op_embedding(t, m->emb.weight, idx, T * B);
+    if (!x || loom_seq_forward(&m->seq, t, x, T, B, NULL, train, st, &m->rng, o) != LOOM_OK) return NULL;
+    return loom_linear_apply(t, o->y, m->head.weight, m->head.bias);
+}
+
+/* Evaluation's windows follow each other at once: no update to wait for. */
+static loom_tensor *logits_carried(charlm *m, loom_tape *t, const int *idx, int T, int B, loom_state *st)
+{
     loom_seq_out o;
-    if (!x || loom_seq_forward(seq, t, x, T, B, NULL, train, carry, &m->rng, &o) != LOOM_OK) return NULL;
-    return loom_linear_apply(t, o.y, m->head.weight, m->head.bias);
+    loom_tensor *lg = logits_of(m, t, idx, T, B, 0, st, &o);
+    return lg && loom_state_store(st, &o) == LOOM_OK ? lg : NULL;
 }
 
 /* This rank's streams of the global batch: stream g reads the text from g * stream_len. */
@@ -49,7 +59,7 @@ static loom_tensor *train_forward(void *ctx, loom_tape *t, loom_batch *bt)
     if (m->cursor + T + 1 > m->stream_len) { /* wrapped around the text: start the streams afresh */
         m->cursor = 0;
         m->tr->epoch++;
-        memset(m->seq.carry, 0, m->seq.carry_size * sizeof(float));
+        loom_state_zero(m->carry);
     }
     for (int s = 0; s < T; s++)
         for (int b = 0; b < B; b++) {
@@ -60,7 +70,13 @@ static loom_tensor *train_forward(void *ctx, loom_tape *t, loom_batch *bt)
     m->cursor += T;
     bt->count = (double)T * B;
     bt->tokens = (long)T * B;
-    return loom_op_softmax_ce(t, logits_of(m, t, &m->seq, m->idx, T, B, 1, 1), m->tgt, NULL);
+    return loom_op_softmax_ce(t, logits_of(m, t, m->idx, T, B, 1, m->carry, &m->out), m->tgt, NULL);
+}
+
+static loom_status commit(void *ctx)
+{
+    charlm *m = ctx;
+    return loom_state_store(m->carry, &m->out);
 }
 
 /* Mean loss per character over up to max_chars of held-out text (no-grad, own state). */
@@ -71,9 +87,8 @@ static double heldout_loss(charlm *m, loom_tape *t, long max_chars)
     if (B > n / T) B = (int)(n / T) > 0 ? (int)(n / T) : 1;
     long len = n / B;
     if (len < 1) return NAN;
-    loom_seq s = m->seq;
-    s.carry = NULL;
-    if (loom_seq_reset_state(&s, B) != LOOM_OK) return NAN;
+    loom_state *s = loom_state_new(&m->seq, B);
+    if (!s) return NAN;
     int *idx = malloc(sizeof(int) * T * B), *tgt = malloc(sizeof(int) * T * B);
     double total = 0;
     long count = 0;
@@ -86,13 +101,13 @@ static double heldout_loss(charlm *m, loom_tape *t, long max_chars)
                 tgt[k * B + b] = m->valid[(long)b * len + c + k + 1];
             }
         loom_tape_reset(t);
-        loom_tensor *l = loom_op_softmax_ce(t, logits_of(m, t, &s, idx, w, B, 0, 1), tgt, NULL);
+        loom_tensor *l = loom_op_softmax_ce(t, logits_carried(m, t, idx, w, B, s), tgt, NULL);
         if (!l) break;
         total += (double)l->data[0] * w * B;
         count += (long)w * B;
     }
     loom_tape_set_nograd(t, was);
-    loom_seq_free(&s);
+    loom_state_free(s);
     free(idx);
     free(tgt);
     return count ? total / count : NAN;
@@ -113,9 +128,8 @@ static int draw(const float *logits, int V, float temp, loom_rng *rng)
 /* Generates n characters after the prompt and prints them. */
 static void sample(charlm *m, loom_tape *t, long n, FILE *out)
 {
-    loom_seq s = m->seq;
-    s.carry = NULL;
-    if (loom_seq_reset_state(&s, 1) != LOOM_OK) return;
+    loom_state *s = loom_state_new(&m->seq, 1);
+    if (!s) return;
     const char *prompt = m->f->prompt && *m->f->prompt ? m->f->prompt : "\n";
     int P = (int)strlen(prompt);
     int *idx = malloc(sizeof(int) * (P > 1 ? P : 1));
@@ -125,19 +139,19 @@ static void sample(charlm *m, loom_tape *t, long n, FILE *out)
     }
     int was = loom_tape_set_nograd(t, 1);
     loom_tape_reset(t);
-    loom_tensor *lg = logits_of(m, t, &s, idx, P, 1, 0, 1);
+    loom_tensor *lg = logits_carried(m, t, idx, P, 1, s);
     fputs(prompt, out);
     for (long k = 0; k < n && lg; k++) {
         int c = draw(lg->data + (size_t)(lg->rows - 1) * m->vocab, m->vocab, m->f->temperature, &m->sample_rng);
         fputc(m->itos[c], out);
         idx[0] = c;
         loom_tape_reset(t);
-        lg = logits_of(m, t, &s, idx, 1, 1, 0, 1);
+        lg = logits_carried(m, t, idx, 1, 1, s);
     }
     fputc('\n', out);
     fflush(out);
     loom_tape_set_nograd(t, was);
-    loom_seq_free(&s);
+    loom_state_free(s);
     free(idx);
 }
 
@@ -292,14 +306,14 @@ static int run(loom_dist *d, int argc, char **argv)
     loom_seq_apply_init(&m.seq);
 
     loom_trainer run;
-    loom_task task = {&m, train_forward, evaluate, save_state, load_state};
+    loom_task task = {&m, train_forward, evaluate, save_state, load_state, commit};
     if ((rc = loom_app_trainer_init(&run, &f, d, m.ps, "char_lm"))) return rc;
     m.tr = &run;
     /* this rank's streams: their carried state is saved and restored with the run */
     loom_seq_set_shard(&m.seq, run.row0, f.batch);
-    if (loom_seq_reset_state(&m.seq, run.rows) != LOOM_OK ||
-        loom_trainer_track_rows(&run, "/state/carry", m.seq.carry, (size_t)f.layers * m.seq.cells[0].n_state,
-                                (size_t)f.hidden) != LOOM_OK) {
+    if (!(m.carry = loom_state_new(&m.seq, run.rows)) ||
+        loom_trainer_track_rows(&run, "/state/carry", loom_state_data(m.carry, NULL),
+                                (size_t)loom_seq_state_count(&m.seq), (size_t)f.hidden) != LOOM_OK) {
         fprintf(stderr, "char_lm: %s\n", loom_error_message());
         return 1;
     }
@@ -337,6 +351,7 @@ static int run(loom_dist *d, int argc, char **argv)
                    run.last_loss, run.last_loss / log(2.0), run.tokens_per_sec);
     }
     loom_trainer_free(&run);
+    loom_state_free(m.carry);
     loom_seq_free(&m.seq);
     loom_params_free(m.ps);
     free(m.train);

@@ -62,7 +62,7 @@ static loom_tensor *check_loss(loom_tape *t, void *ctx)
 {
     check *k = ctx;
     loom_seq_out o;
-    if (loom_seq_forward(&k->seq, t, k->x, 4, 3, k->lengths, 1, 0, NULL, &o) != LOOM_OK) return NULL;
+    if (loom_seq_forward(&k->seq, t, k->x, 4, 3, k->lengths, 1, NULL, NULL, &o) != LOOM_OK) return NULL;
     loom_tensor *w = loom_tape_tensor(t, o.y->rows, o.y->cols);
     for (size_t i = 0; i < loom_tensor_size(w); i++) w->data[i] = (float)((int)(i % 5) - 2) * 0.3f;
     return loom_op_add(t, loom_op_sum(t, loom_op_mul(t, o.y, w)), loom_op_sum(t, loom_op_tanh(t, o.h_last)));
@@ -78,7 +78,7 @@ static int gradcheck_cell(void)
     loom_rng r = loom_rng_init(3);
     k.x = loom_tensor_new(12, 3, 1);
     if (!k.x || loom_seq_init(&k.seq, cells, 2, 0.0f) != LOOM_OK || loom_seq_declare(&k.seq, ps, "mgu") != LOOM_OK ||
-        loom_params_alloc(ps, &r) != LOOM_OK || loom_seq_reset_state(&k.seq, 3) != LOOM_OK) {
+        loom_params_alloc(ps, &r) != LOOM_OK) {
         fprintf(stderr, "custom_cell: %s\n", loom_error_message());
         return 1;
     }
@@ -116,8 +116,7 @@ static loom_tensor *batch_loss(model *m, loom_tape *t, int row0, int B, int trai
     loom_seq_out o;
     loom_app_adding_batch(&m->data, T, m->f->batch, row0, B, m->x, m->y);
     loom_tensor *x = loom_tape_from(t, T * B, 2, m->x);
-    if (!x || (m->seq.batch != B && loom_seq_reset_state(&m->seq, B) != LOOM_OK) ||
-        loom_seq_forward(&m->seq, t, x, T, B, NULL, train, 0, &m->dropout, &o) != LOOM_OK)
+    if (!x || loom_seq_forward(&m->seq, t, x, T, B, NULL, train, NULL, &m->dropout, &o) != LOOM_OK)
         return NULL;
     loom_tensor *pred = loom_linear_apply(t, o.h_last, m->head.weight, m->head.bias);
     return loom_op_mse(t, pred, loom_tape_from(t, B, 1, m->y), NULL);
@@ -197,7 +196,7 @@ static int run(loom_dist *d, int argc, char **argv)
     if (gradcheck_cell()) return 1;
 
     model m = {.f = &f};
-    loom_cell cells[LOOM_MAX_LAYERS];
+    loom_cell cells[64];
     for (int l = 0; l < f.layers; l++) mgu_init(&cells[l], l ? f.hidden : 2, f.hidden);
     loom_params *ps = loom_params_new();
     loom_rng init = loom_rng_init(f.seed);
@@ -214,7 +213,7 @@ static int run(loom_dist *d, int argc, char **argv)
     for (int i = 0; i < loom_params_count(ps); i++) printf(" %s", loom_params_name(ps, i));
     printf("\n");
     loom_trainer run;
-    loom_task task = {&m, forward, evaluate, save_state, load_state};
+    loom_task task = {&m, forward, evaluate, save_state, load_state, NULL};
     loom_ckpt *ck = f.resume ? loom_ckpt_open(f.resume) : NULL;
     if (f.resume && !ck) return fprintf(stderr, "custom_cell: --resume: %s\n", loom_error_message()), 1;
     if ((rc = loom_app_trainer_init(&run, &f, d, ps, "custom_cell"))) return rc;

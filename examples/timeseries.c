@@ -101,11 +101,13 @@ static void generate(float *v, long n, loom_rng *r)
                0.1f * loom_rng_normal(r);
 }
 
-static loom_tensor *predict(tseries *m, loom_tape *t, loom_seq *seq, const float *x, int T, int B, int carry)
+/* Training windows start from zeros (st NULL); forecasting carries st along the series. */
+static loom_tensor *predict(tseries *m, loom_tape *t, const float *x, int T, int B, loom_state *st)
 {
     loom_seq_out o;
     loom_tensor *xt = loom_tape_from(t, T * B, 1, x);
-    if (!xt || loom_seq_forward(seq, t, xt, T, B, NULL, !loom_tape_nograd(t), carry, &m->dropout_rng, &o) != LOOM_OK)
+    if (!xt || loom_seq_forward(&m->seq, t, xt, T, B, NULL, !loom_tape_nograd(t), st, &m->dropout_rng, &o) != LOOM_OK ||
+        (st && loom_state_store(st, &o) != LOOM_OK))
         return NULL;
     return loom_linear_apply(t, o.y, m->head.weight, m->head.bias);
 }
@@ -127,23 +129,21 @@ static loom_tensor *forward(void *ctx, loom_tape *t, loom_batch *bt)
     bt->count = (double)T * B;
     bt->tokens = (long)T * B;
     loom_tensor *y = loom_tape_from(t, T * B, 1, m->y);
-    return loom_op_mse(t, predict(m, t, &m->seq, m->x, T, B, 0), y, NULL);
+    return loom_op_mse(t, predict(m, t, m->x, T, B, NULL), y, NULL);
 }
 
 /* RMSE (original units) of one-step forecasts over the test part, model and naive. */
 static void test_rmse(tseries *m, loom_tape *t, double *model, double *naive)
 {
     int T = m->f->seq;
-    loom_seq s = m->seq;
-    s.carry = NULL;
-    loom_seq_reset_state(&s, 1);
+    loom_state *s = loom_state_new(&m->seq, 1);
     double se = 0, sn = 0;
     long cnt = 0;
     int was = loom_tape_set_nograd(t, 1);
-    for (long c = 0; c + 1 < m->n; c += T) { /* the whole series, so the test part has context */
+    for (long c = 0; s && c + 1 < m->n; c += T) { /* the whole series, so the test part has context */
         int w = (int)(m->n - 1 - c < T ? m->n - 1 - c : T);
         loom_tape_reset(t);
-        loom_tensor *p = predict(m, t, &s, m->v + c, w, 1, 1);
+        loom_tensor *p = predict(m, t, m->v + c, w, 1, s);
         if (!p) break;
         for (int k = 0; k < w; k++) {
             long i = c + k + 1; /* the value being forecast */
@@ -153,7 +153,7 @@ static void test_rmse(tseries *m, loom_tape *t, double *model, double *naive)
         }
     }
     loom_tape_set_nograd(t, was);
-    loom_seq_free(&s);
+    loom_state_free(s);
     *model = sqrt(se / (cnt ? cnt : 1));
     *naive = sqrt(sn / (cnt ? cnt : 1));
 }
@@ -228,13 +228,9 @@ static int run(loom_dist *d, int argc, char **argv)
     printf("timeseries: %ld values (%s), %ld for training, %s hidden %d\n", m.n, f.data ? f.data : "generated", m.ntrain,
            f.cell, f.hidden);
     loom_trainer run;
-    loom_task task = {&m, forward, evaluate, save_state, load_state};
+    loom_task task = {&m, forward, evaluate, save_state, load_state, NULL};
     if ((rc = loom_app_trainer_init(&run, &f, d, m.ps, "timeseries"))) return rc;
     loom_seq_set_shard(&m.seq, run.row0, f.batch);
-    if (loom_seq_reset_state(&m.seq, run.rows) != LOOM_OK) {
-        fprintf(stderr, "timeseries: %s\n", loom_error_message());
-        return 1;
-    }
     if (loom_app_resume_finish(&run, &task, ck)) return 1;
     rc = loom_app_train(&run, &task);
     loom_trainer_free(&run);

@@ -1,4 +1,5 @@
-/* Shared cell plumbing: PyTorch-style parameter names, init, kinds by name. */
+/* Shared cell plumbing: PyTorch-style parameter names and init, the fused
+ * form's parameter checks, kinds by name. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,15 +15,74 @@ loom_init loom_cell_default_init(int hidden)
 loom_tensor *loom_cell_param(loom_cell *cell, loom_params *ps, const char *prefix, const char *name, int layer,
                              int rows, int cols, loom_init init)
 {
-    if (cell->nw >= LOOM_CELL_MAX_PARAMS) {
-        loom_error_set(LOOM_EARG, "cell '%s': more than %d parameters", cell->name, LOOM_CELL_MAX_PARAMS);
+    if (cell->nw == cell->w_cap) {
+        int cap = cell->w_cap ? 2 * cell->w_cap : 8;
+        loom_tensor **w = loom_malloc((size_t)cap * sizeof *w);
+        if (!w) {
+            loom_error_set(LOOM_ENOMEM, "cell '%s': out of memory for %d parameters", cell->name, cap);
+            return NULL;
+        }
+        if (cell->nw) memcpy(w, cell->w, (size_t)cell->nw * sizeof *w);
+        loom_free(cell->w);
+        cell->w = w;
+        cell->w_cap = cap;
+    }
+    char full[160];
+    if (snprintf(full, sizeof full, "%s.%s_l%d", prefix, name, layer) >= (int)sizeof full) {
+        loom_error_set(LOOM_EARG, "cell '%s': parameter name '%s.%s_l%d' is too long", cell->name, prefix, name, layer);
         return NULL;
     }
-    char full[96];
-    snprintf(full, sizeof full, "%s.%s_l%d", prefix, name, layer);
     loom_tensor *w = loom_params_add(ps, full, rows, cols, init);
     if (w) cell->w[cell->nw++] = w;
     return w;
+}
+
+loom_tensor *loom_cell_find(const loom_cell *cell, const loom_params *ps, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < loom_params_count(ps); i++) {
+        const char *full = loom_params_name(ps, i), *dot = strrchr(full, '.');
+        const char *base = dot ? dot + 1 : full, *suffix = strrchr(base, '_');
+        if (!suffix || (size_t)(suffix - base) != n || strncmp(base, name, n) != 0) continue;
+        loom_tensor *v = loom_params_view((loom_params *)ps, i);
+        for (int k = 0; k < cell->nw; k++)
+            if (cell->w[k] == v) return v;
+    }
+    return NULL;
+}
+
+loom_status loom_cell_declare_gates(loom_cell *c, loom_params *ps, const char *prefix, int layer, int G)
+{
+    if (G < 1) return loom_error_set(LOOM_EARG, "cell '%s': %d gates (expected at least 1)", c->name, G);
+    loom_init u = loom_cell_default_init(c->hidden_size);
+    int H = c->hidden_size;
+    c->nw = 0;
+    c->gates = G;
+    if (!loom_cell_param(c, ps, prefix, "weight_ih", layer, G * H, c->input_size, u) ||
+        !loom_cell_param(c, ps, prefix, "weight_hh", layer, G * H, H, u) ||
+        !loom_cell_param(c, ps, prefix, "bias_ih", layer, 1, G * H, u) ||
+        !loom_cell_param(c, ps, prefix, "bias_hh", layer, 1, G * H, u))
+        return LOOM_EARG;
+    return LOOM_OK;
+}
+
+loom_status loom_cell_check_fused(const loom_cell *c, int layer)
+{
+    int GH = c->gates * c->hidden_size, H = c->hidden_size;
+    const int want[4][2] = {{GH, c->input_size}, {GH, H}, {1, GH}, {1, GH}};
+    static const char *const names[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+    if (c->nw < 4)
+        return loom_error_set(LOOM_EARG, "layer %d cell '%s': a fused cell starts with weight_ih, weight_hh, bias_ih, bias_hh "
+                              "(loom_cell_declare_gates), but it declared %d parameters", layer, c->name, c->nw);
+    for (int i = 0; i < 4; i++)
+        if (c->w[i]->rows != want[i][0] || c->w[i]->cols != want[i][1])
+            return loom_error_set(LOOM_ESHAPE, "layer %d cell '%s': parameter %d (%s) is [%dx%d], the fused form needs [%dx%d]",
+                                  layer, c->name, i, names[i], c->w[i]->rows, c->w[i]->cols, want[i][0], want[i][1]);
+    for (int i = 4; i < c->nw; i++)
+        if (c->w[i]->rows != 1)
+            return loom_error_set(LOOM_ESHAPE, "layer %d cell '%s': extra parameter %d is [%dx%d]; a fused cell's extras are rows [1 x n]",
+                                  layer, c->name, i, c->w[i]->rows, c->w[i]->cols);
+    return LOOM_OK;
 }
 
 loom_status loom_cell_init_kind(loom_cell *c, const char *kind, int input, int hidden)
@@ -37,35 +97,8 @@ loom_status loom_cell_init_kind(loom_cell *c, const char *kind, int input, int h
     return LOOM_OK;
 }
 
-loom_status loom_cell_declare_gated(loom_cell *c, loom_params *ps, const char *prefix, int layer, int G)
-{
-    loom_init u = loom_cell_default_init(c->hidden_size);
-    int H = c->hidden_size;
-    c->nw = 0;
-    if (!loom_cell_param(c, ps, prefix, "weight_ih", layer, G * H, c->input_size, u) ||
-        !loom_cell_param(c, ps, prefix, "weight_hh", layer, G * H, H, u) ||
-        !loom_cell_param(c, ps, prefix, "bias_ih", layer, 1, G * H, u) ||
-        !loom_cell_param(c, ps, prefix, "bias_hh", layer, 1, G * H, u))
-        return LOOM_EARG;
-    return LOOM_OK;
-}
-
-loom_tensor *loom_cell_project(loom_cell *c, loom_tape *t, loom_cell_seq_args *a, float **gxp)
-{
-    loom_tensor *xp = loom_linear_apply(t, a->x, c->w[0], c->w[2]);
-    *gxp = NULL;
-    /* The pre-activation gradient G lives in xp's gradient. The recurrent weights need
-     * it even when nothing before xp does (frozen input weights, an input without a
-     * gradient), so xp gets one whenever the tape records; no node behind it uses it then. */
-    if (xp && !loom_tape_nograd(t)) {
-        xp->requires_grad = 1;
-        *gxp = loom_tape_grad(t, xp);
-    }
-    return xp;
-}
-
 void loom_cell_base(loom_cell *c, const char *name, int input, int hidden, int n_state, loom_cell_declare_fn declare,
-                    loom_cell_step_fn step, loom_cell_seq_fn seq)
+                    loom_cell_step_fn step)
 {
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "%s", name);
@@ -74,5 +107,4 @@ void loom_cell_base(loom_cell *c, const char *name, int input, int hidden, int n
     c->n_state = n_state;
     c->declare = declare;
     c->step = step;
-    c->seq = seq;
 }

@@ -4,59 +4,106 @@
 #ifndef LOOM_LAYERS_H
 #define LOOM_LAYERS_H
 
+#include <math.h>
+
 #include "loom_autograd.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ---------------------------------------------------------------- cells */
-
-#define LOOM_CELL_MAX_PARAMS 8
-#define LOOM_CELL_MAX_STATE 4
-#define LOOM_MAX_LAYERS 8
+/* ---------------------------------------------------------------- cells
+ *
+ * A recurrent cell maps an input x [B x I] and its state (n_state tensors of
+ * [B x H]; state 0 is the output h) to the next state. A cell has two forms:
+ *
+ * - step: the cell written with loom ops, any structure at all. The sequence
+ *   layer unrolls it on the tape, one step at a time. Every cell has it.
+ * - fused (optional): the cell's pre-activations are P = x W_ih^T + b_ih +
+ *   h W_hh^T + b_hh, G gates of H units wide ([B x G*H]), and a pointwise
+ *   kernel turns P and the previous state into the next state. The layer then
+ *   does the rest: the input projection of the whole window as one GEMM, one
+ *   recurrent GEMM per step, the weight gradients as one GEMM each over the
+ *   window, and the step loop, recorded as one tape node per layer. */
 
 typedef struct loom_cell loom_cell;
 
-/* Declares the cell's parameters for layer `layer` (use loom_cell_param). */
+/* Declares the cell's parameters for layer `layer` (use loom_cell_param, or
+ * loom_cell_declare_gates first for a fused cell). */
 typedef loom_status (*loom_cell_declare_fn)(loom_cell *cell, loom_params *ps, const char *prefix, int layer);
-/* One step with ordinary loom ops: x [B x input], state[k] [B x hidden] -> next[k].
- * next[0] is the cell's output h. Return NULL tensors / an error status on failure. */
+/* One step with loom ops: x [B x input], state[k] [B x hidden] -> next[k].
+ * next[0] is the cell's output h. Returns an error status on failure. */
 typedef loom_status (*loom_cell_step_fn)(loom_cell *cell, loom_tape *t, loom_tensor *x, loom_tensor *const *state,
                                          loom_tensor **next);
 
-/* Arguments of a whole-sequence fast path (built-in cells provide one). */
-typedef struct loom_cell_seq_args {
-    loom_tensor *x;               /* [T*B x input], time-major */
-    int T, B;
-    const unsigned char *keep;    /* [T*B]: 0 where a sequence has ended (state carried) */
-    loom_tensor *const *state0;   /* initial states, [B x hidden] each */
-    loom_tensor *hext;            /* [(T+1)*B x hidden]: slot 0 holds h0; write h_t to slot t+1 */
-    loom_tensor **state_last;     /* out: final states; state_last[0] may view hext's slot T */
-} loom_cell_seq_args;
-typedef loom_status (*loom_cell_seq_fn)(loom_cell *cell, loom_tape *t, loom_cell_seq_args *a);
+/* One time step of a fused cell as its kernel sees it. Every buffer holds B
+ * rows, row r at r * (its width); a kernel call handles rows [r0, r1) only. */
+typedef struct loom_cell_tile {
+    int B, H;
+    /* Forward and backward: */
+    float *pre;               /* [B x G*H] pre-activations; with split_rec only x W_ih^T + b_ih. The
+                               * forward kernel may overwrite it (with activations): backward gets it back */
+    float *rec;               /* split_rec: [B x G*H] h W_hh^T + b_hh, apart; else NULL */
+    const float *const *prev; /* [n_state] the previous state, [B x H] each */
+    float *const *next;       /* [n_state] the next state: forward writes it, backward reads it */
+    float *ws;                /* [B x ws_cols] what forward saves for backward */
+    loom_tensor *const *w;    /* the cell's parameters (cell->w), for its extras */
+    /* Backward only: */
+    const float *const *dnext; /* [n_state] the gradient reaching the next state */
+    float *dpre;               /* write: the gradient of pre */
+    float *drec;               /* split_rec: write: the gradient of rec */
+    float *const *dprev;       /* add: the gradient of prev through the kernel (the layer adds W_hh's part) */
+    float *const *dw;          /* add, per row: [B x cols] for each extra parameter w[i], i >= 4, that
+                                * needs a gradient (else NULL); the layer sums the rows */
+} loom_cell_tile;
+/* A fused cell's pointwise kernel over rows [r0, r1) of a tile. Rows are
+ * independent, so the layer may run row ranges on several threads at once. */
+typedef void (*loom_cell_kernel_fn)(const loom_cell *cell, const loom_cell_tile *tile, int r0, int r1);
 
 /* A recurrent cell. Built-in constructors fill it; a user cell fills name,
- * sizes, n_state, declare and step (and may leave seq NULL). */
+ * sizes, n_state, declare and step, and for the fused form gates, ws_cols,
+ * forward and backward (split_rec if it must see h W_hh^T apart). */
 struct loom_cell {
-    char name[32];            /* "lstm", "gru", "rnn", or the user's own */
+    char name[32];               /* "lstm", "gru", "rnn", or the user's own */
     int input_size, hidden_size;
-    int n_state;              /* state tensors, each [B x hidden]; state 0 is h */
+    int n_state;                 /* state tensors, each [B x hidden]; state 0 is h */
     loom_cell_declare_fn declare;
     loom_cell_step_fn step;
-    loom_cell_seq_fn seq;     /* optional fused whole-sequence path */
-    loom_tensor *w[LOOM_CELL_MAX_PARAMS]; /* parameter views, set by declare */
-    int nw;
-    float forget_bias;        /* LSTM: initial value of the forget-gate biases */
-    int relu;                 /* RNN: relu instead of tanh */
-    void *user;               /* the user's own data */
+    /* The fused form (optional). Its parameters start with weight_ih [G*H x I],
+     * weight_hh [G*H x H], bias_ih [1 x G*H], bias_hh [1 x G*H] (loom_cell_declare_gates);
+     * any more (peepholes, per-unit scales) must be rows [1 x n]. */
+    int gates;                   /* G */
+    int split_rec;               /* 1: the kernel gets h W_hh^T + b_hh apart, in tile->rec */
+    int ws_cols;                 /* floats per row saved for backward (0: none) */
+    loom_cell_kernel_fn forward, backward;
+    /* Set by declare: */
+    loom_tensor **w;             /* parameter views, in declaration order */
+    int nw, w_cap;
+    /* Settings of the built-in cells, and the user's own data: */
+    float forget_bias;           /* LSTM: initial value of the forget-gate biases */
+    int relu;                    /* RNN: relu instead of tanh */
+    void *user;
 };
 
-/* A parameter named "<prefix>.<name>_l<layer>" (PyTorch's scheme), kept in cell->w. */
+/* A parameter named "<prefix>.<name>_l<layer>" (PyTorch's scheme), appended to cell->w. */
 loom_tensor *loom_cell_param(loom_cell *cell, loom_params *ps, const char *prefix, const char *name, int layer,
                              int rows, int cols, loom_init init);
+/* Declares w[0..3] = weight_ih, weight_hh, bias_ih, bias_hh for G gates, with
+ * PyTorch's init, and sets cell->gates: the start of every fused cell. */
+loom_status loom_cell_declare_gates(loom_cell *cell, loom_params *ps, const char *prefix, int layer, int gates);
 /* PyTorch's default init for recurrent weights: uniform(-1/sqrt(H), 1/sqrt(H)). */
 loom_init loom_cell_default_init(int hidden);
+/* The parameter of a declared cell by its short name ("weight_hh", "peep_i"), or NULL. */
+loom_tensor *loom_cell_find(const loom_cell *cell, const loom_params *ps, const char *name);
+
+/* Pointwise helpers for kernels. loom_tanhf goes through one expf: glibc's
+ * tanhf takes the slower expm1f path (absolute error ~1e-7). */
+static inline float loom_sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float loom_tanhf(float x)
+{
+    float e = expf(-2.0f * fabsf(x));
+    return copysignf((1.0f - e) / (1.0f + e), x);
+}
 
 /* Built-in cells, parameters and gate order as PyTorch's (LSTM i,f,g,o; GRU r,z,n):
  * weight_ih [G*H x I], weight_hh [G*H x H], bias_ih [1 x G*H], bias_hh [1 x G*H]. */
@@ -68,23 +115,27 @@ loom_status loom_cell_init_kind(loom_cell *c, const char *kind, int input, int h
 
 /* ---------------------------------------------------------------- sequence layer */
 
-/* A stack of recurrent layers with dropout between them, unrolled over time,
- * plus the state carried between windows (truncated BPTT). */
+typedef struct loom_state loom_state; /* a stack's recurrent state: see below */
+
+/* Layers a stack may have: a bound for corrupt inputs, not a design limit. */
+#define LOOM_SEQ_MAX_LAYERS 4096
+
+/* A stack of recurrent layers with dropout between them, unrolled over time. */
 typedef struct loom_seq {
-    loom_cell cells[LOOM_MAX_LAYERS];
+    loom_cell *cells;    /* [layers], owned */
     int layers;
     float dropout;       /* between layers, training only */
-    int fused;           /* 1: use cells' fast paths where they exist (default) */
-    int batch;           /* rows of the carried state */
-    float *carry;        /* [layers][n_state][batch*hidden] carried state */
-    size_t carry_size;
+    int fused;           /* 1: use the cells' fused forms where they exist (default) */
     int shard_row0, shard_batch; /* data parallelism: these rows are [row0, row0+batch) of shard_batch
                                   * (0: not sharded), so dropout masks follow the global row */
 } loom_seq;
 
+/* What a forward pass gives back. Tensors live on the tape until its reset. */
 typedef struct loom_seq_out {
     loom_tensor *y;      /* [T*B x H] top layer's output at every step, time-major */
     loom_tensor *h_last; /* [B x H] top layer's output at each sequence's last step */
+    loom_tensor **last;  /* every layer's final state: last[loom_seq_state_index(s, l, k)], [B x H_l] */
+    int n_last;
 } loom_seq_out;
 
 /* Copies the cells in (cells[l] takes layer l's input size) and sets dropout. */
@@ -94,23 +145,52 @@ loom_status loom_seq_declare(loom_seq *s, loom_params *ps, const char *prefix);
 /* Applies initial values that depend on a parameter's layout (the LSTM
  * forget-gate bias, when a cell's forget_bias is nonzero); call after loom_params_alloc. */
 void loom_seq_apply_init(loom_seq *s);
-/* The carried state of layer `layer`, part k ([batch x hidden], 0 = h, 1 = c for LSTM). */
-float *loom_seq_state(loom_seq *s, int layer, int k);
-/* Sets the batch size of the carried state (allocates it) and zeroes it. */
-loom_status loom_seq_reset_state(loom_seq *s, int batch);
-/* Frees the carried state. */
+/* Frees the cells. */
 void loom_seq_free(loom_seq *s);
 /* Marks the batch as rows [row0, row0 + rows) of a global batch split over processes:
  * dropout masks are then drawn per global row, the same for any split. */
 void loom_seq_set_shard(loom_seq *s, int row0, int global_batch);
+/* Where layer l's state part k sits among all layers' parts (layer-major). */
+int loom_seq_state_index(const loom_seq *s, int layer, int k);
+/* The number of state parts over all layers. */
+int loom_seq_state_count(const loom_seq *s);
 /* Runs the stack over x [T*B x input] (time-major: row t*B+b). lengths[b] (NULL
  * for all T) ends sequence b early: its state is carried unchanged after that.
- * The initial state is the carried one, detached; with `carry` the final state
- * is stored back for the next window. rng draws dropout masks when train. */
+ * init holds the initial state, entering as a constant (NULL: zeros); it is
+ * only read: store out->last into a state once the step has succeeded.
+ * rng draws dropout masks when train. */
 loom_status loom_seq_forward(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths, int train,
-                             int carry, loom_rng *rng, loom_seq_out *out);
+                             const loom_state *init, loom_rng *rng, loom_seq_out *out);
+/* The same from an initial state on the tape (init[loom_seq_state_index(s, l, k)],
+ * [B x H_l] each; NULL for zeros), whose gradient flows back into it: an
+ * encoder's final state starting a decoder. */
+loom_status loom_seq_forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths,
+                                  int train, loom_tensor *const *init, loom_rng *rng, loom_seq_out *out);
 /* Per-row weights [T*B] for losses: 1 while t < lengths[b], else 0. */
 void loom_seq_length_weights(const int *lengths, int T, int B, float *w);
+
+/* ---------------------------------------------------------------- recurrent state */
+
+/* The recurrent state of a stack for B rows: every layer's parts, in one flat
+ * buffer [layer][part][B x H_l]. Training carries one between windows;
+ * evaluation and sampling keep their own. */
+
+/* A zeroed state for batch rows of the stack s; NULL on failure (message set). */
+loom_state *loom_state_new(const loom_seq *s, int batch);
+/* Frees it (NULL is fine). */
+void loom_state_free(loom_state *st);
+/* Sets every value to zero. */
+void loom_state_zero(loom_state *st);
+/* Its batch, and its part k of layer l ([batch x H_l]). */
+int loom_state_batch(const loom_state *st);
+float *loom_state_part(loom_state *st, int layer, int k);
+/* The whole flat buffer and its size in floats (for checkpoints). */
+float *loom_state_data(loom_state *st, size_t *n);
+/* Copies src into dst (same stack and batch). */
+loom_status loom_state_copy(loom_state *dst, const loom_state *src);
+/* Stores a forward pass's final states (out->last) into st: commit it once
+ * the step that produced it has succeeded. */
+loom_status loom_state_store(loom_state *st, const loom_seq_out *out);
 
 /* ---------------------------------------------------------------- linear, embedding */
 

@@ -8,6 +8,7 @@
 typedef struct model {
     loom_params *ps;
     loom_seq seq;
+    loom_state *st; /* the initial state */
     loom_tensor *x;
     int T, B, layers;
     int lengths[4];
@@ -17,7 +18,8 @@ typedef struct model {
 static void model_init(model *m, const char *kind, int layers, int I, int H, int T, int B, int fused)
 {
     memset(m, 0, sizeof *m);
-    loom_cell cells[LOOM_MAX_LAYERS];
+    loom_cell cells[16];
+    cr_assert_leq(layers, 16);
     for (int l = 0; l < layers; l++) cr_assert_eq(loom_cell_init_kind(&cells[l], kind, l ? H : I, H), LOOM_OK);
     cr_assert_eq(loom_seq_init(&m->seq, cells, layers, 0.0f), LOOM_OK, "%s", loom_error_message());
     m->seq.fused = fused;
@@ -25,7 +27,7 @@ static void model_init(model *m, const char *kind, int layers, int I, int H, int
     cr_assert_eq(loom_seq_declare(&m->seq, m->ps, kind), LOOM_OK, "%s", loom_error_message());
     loom_rng r = loom_rng_init(17);
     cr_assert_eq(loom_params_alloc(m->ps, &r), LOOM_OK);
-    cr_assert_eq(loom_seq_reset_state(&m->seq, B), LOOM_OK);
+    cr_assert_not_null(m->st = loom_state_new(&m->seq, B), "%s", loom_error_message());
     m->x = rand_tensor(T * B, I, 1, 18, -1, 1);
     m->T = T, m->B = B, m->layers = layers;
     int lens[4] = {T, 2, T - 1, 1};
@@ -34,6 +36,7 @@ static void model_init(model *m, const char *kind, int layers, int I, int H, int
 
 static void model_free(model *m)
 {
+    loom_state_free(m->st);
     loom_seq_free(&m->seq);
     loom_params_free(m->ps);
     loom_tensor_free(m->x);
@@ -45,7 +48,7 @@ static loom_tensor *seq_loss(loom_tape *t, void *ctx)
     model *m = ctx;
     loom_seq_out o;
     const int *lens = m->use_lengths ? m->lengths : NULL;
-    if (loom_seq_forward(&m->seq, t, m->x, m->T, m->B, lens, 1, 0, NULL, &o) != LOOM_OK) return NULL;
+    if (loom_seq_forward(&m->seq, t, m->x, m->T, m->B, lens, 1, m->st, NULL, &o) != LOOM_OK) return NULL;
     float *w = loom_arena_alloc(loom_tape_arena(t), sizeof(float) * m->T * m->B);
     loom_seq_length_weights(lens, m->T, m->B, w);
     loom_tensor *wt = loom_tape_tensor(t, m->T * m->B, o.y->cols);
@@ -61,8 +64,11 @@ static void gradcheck_cell(const char *kind, int layers, int fused)
     model_init(&m, kind, layers, 3, 4, 5, 4, fused);
     m.use_lengths = 1;
     /* A nonzero carried state exercises the initial-state path too. */
-    for (size_t i = 0; i < m.seq.carry_size; i++) m.seq.carry[i] = 0.3f * (float)((int)(i % 7) - 3) / 3.0f;
-    loom_tensor *wrt[LOOM_CELL_MAX_PARAMS * LOOM_MAX_LAYERS + 1];
+    size_t ns;
+    float *s0 = loom_state_data(m.st, &ns);
+    for (size_t i = 0; i < ns; i++) s0[i] = 0.3f * (float)((int)(i % 7) - 3) / 3.0f;
+    loom_tensor *wrt[64];
+    cr_assert_lt(loom_params_count(m.ps), 64);
     int n = 0;
     for (int i = 0; i < loom_params_count(m.ps); i++) wrt[n++] = loom_params_view(m.ps, i);
     wrt[n++] = m.x;
@@ -188,7 +194,7 @@ Test(cells, finished_sequences_keep_their_state)
     model_init(&m, "gru", 1, 3, 4, 5, 4, 1);
     loom_tape *t = loom_tape_new(0);
     loom_seq_out o;
-    cr_assert_eq(loom_seq_forward(&m.seq, t, m.x, 5, 4, m.lengths, 0, 0, NULL, &o), LOOM_OK);
+    cr_assert_eq(loom_seq_forward(&m.seq, t, m.x, 5, 4, m.lengths, 0, NULL, NULL, &o), LOOM_OK);
     /* Sequence 1 has length 2: its rows at steps 2..4 equal step 1, and h_last too. */
     for (int s = 2; s < 5; s++)
         for (int j = 0; j < 4; j++) cr_expect_eq(o.y->data[(s * 4 + 1) * 4 + j], o.y->data[(1 * 4 + 1) * 4 + j]);
@@ -204,25 +210,25 @@ Test(tbptt, carried_state_equals_one_long_pass_and_memory_stays_flat)
     model_init(&m, "lstm", 2, 3, 5, 12, 2, 1);
     loom_tape *t = loom_tape_new(0);
     loom_seq_out full;
-    cr_assert_eq(loom_seq_forward(&m.seq, t, m.x, 12, 2, NULL, 1, 0, NULL, &full), LOOM_OK);
+    cr_assert_eq(loom_seq_forward(&m.seq, t, m.x, 12, 2, NULL, 1, NULL, NULL, &full), LOOM_OK);
     float *ref = malloc(sizeof(float) * 12 * 2 * 5);
     memcpy(ref, full.y->data, sizeof(float) * 12 * 2 * 5);
     size_t used[6];
-    loom_seq_reset_state(&m.seq, 2);
     for (int w = 0; w < 6; w++) {
         loom_tape_reset(t);
         loom_params_zero_grad(m.ps);
         int win = w % 2; /* windows 0,1 then again 0,1 after a state reset at w == 2, 4 */
-        if (win == 0) loom_seq_reset_state(&m.seq, 2);
+        if (win == 0) loom_state_zero(m.st);
         loom_tensor *xw = loom_tape_from(t, 12, 3, m.x->data + win * 12 * 3);
         loom_seq_out o;
-        cr_assert_eq(loom_seq_forward(&m.seq, t, xw, 6, 2, NULL, 1, 1, NULL, &o), LOOM_OK, "%s", loom_error_message());
+        cr_assert_eq(loom_seq_forward(&m.seq, t, xw, 6, 2, NULL, 1, m.st, NULL, &o), LOOM_OK, "%s", loom_error_message());
         for (int i = 0; i < 6 * 2 * 5; i++)
             cr_expect_float_eq(o.y->data[i], ref[win * 60 + i], 1e-6, "window %d element %d", win, i);
         loom_tensor *loss = loom_op_sum(t, o.y);
         cr_assert_eq(loom_tape_backward(t, loss), LOOM_OK);
         /* Detached: the carried state is a constant, so this window's graph starts fresh. */
         cr_expect_eq(loom_tape_backward(t, loss), LOOM_ESTATE);
+        cr_assert_eq(loom_state_store(m.st, &o), LOOM_OK); /* commit the carried state */
         used[w] = loom_arena_used(loom_tape_arena(t));
     }
     for (int w = 1; w < 6; w++) cr_expect_eq(used[w], used[0], "window %d used %zu bytes, window 0 %zu", w, used[w], used[0]);
@@ -237,10 +243,10 @@ Test(seq, bad_shapes_and_lengths_are_errors)
     model_init(&m, "rnn", 1, 3, 4, 5, 4, 1);
     loom_tape *t = loom_tape_new(0);
     loom_seq_out o;
-    cr_expect_eq(loom_seq_forward(&m.seq, t, m.x, 4, 4, NULL, 0, 0, NULL, &o), LOOM_ESHAPE);
+    cr_expect_eq(loom_seq_forward(&m.seq, t, m.x, 4, 4, NULL, 0, NULL, NULL, &o), LOOM_ESHAPE);
     cr_expect(strstr(loom_error_message(), "T=4 x B=4") != NULL, "%s", loom_error_message());
     int bad[4] = {5, 6, 1, 1};
-    cr_expect_eq(loom_seq_forward(&m.seq, t, m.x, 5, 4, bad, 0, 0, NULL, &o), LOOM_EARG);
+    cr_expect_eq(loom_seq_forward(&m.seq, t, m.x, 5, 4, bad, 0, NULL, NULL, &o), LOOM_EARG);
     cr_expect(strstr(loom_error_message(), "length 6 of sequence 1") != NULL, "%s", loom_error_message());
     loom_cell c[2];
     loom_rnn_init(&c[0], 3, 4, 0);

@@ -115,7 +115,8 @@ Test(memory, steady_state_lstm_adam_step_allocates_nothing)
     cr_assert_eq(loom_seq_declare(&seq, ps, "lstm"), LOOM_OK);
     cr_assert_eq(loom_linear_declare(&head, ps, "head", H, V), LOOM_OK);
     cr_assert_eq(loom_params_alloc(ps, &rng), LOOM_OK);
-    cr_assert_eq(loom_seq_reset_state(&seq, B), LOOM_OK);
+    loom_state *carry = loom_state_new(&seq, B);
+    cr_assert_not_null(carry);
     cr_assert_eq(loom_optim_init(&opt, loom_optim_defaults(LOOM_ADAM), loom_params_size(ps)), LOOM_OK);
     int idx[T * B], tgt[T * B];
     for (int i = 0; i < T * B; i++) idx[i] = i % V, tgt[i] = (i + 1) % V;
@@ -130,11 +131,12 @@ Test(memory, steady_state_lstm_adam_step_allocates_nothing)
         loom_params_zero_grad(ps);
         loom_seq_out o;
         loom_tensor *x = loom_op_embedding(t, emb.weight, idx, T * B);
-        cr_assert_eq(loom_seq_forward(&seq, t, x, T, B, NULL, 1, 1, &rng, &o), LOOM_OK);
+        cr_assert_eq(loom_seq_forward(&seq, t, x, T, B, NULL, 1, carry, &rng, &o), LOOM_OK);
         loom_tensor *loss = loom_op_softmax_ce(t, loom_linear_apply(t, o.y, head.weight, head.bias), tgt, NULL);
         cr_assert_eq(loom_tape_backward(t, loss), LOOM_OK);
         loom_clip_grad_norm(loom_params_grad(ps), loom_params_size(ps), 1.0f);
         loom_optim_step(&opt, loom_params_data(ps), loom_params_grad(ps), 1e-2f);
+        cr_assert_eq(loom_state_store(carry, &o), LOOM_OK);
         if (s == 3) first = loss->data[0];
         last = loss->data[0];
     }
@@ -143,6 +145,7 @@ Test(memory, steady_state_lstm_adam_step_allocates_nothing)
     cr_expect_lt(last, first, "the loss falls (%g -> %g)", first, last);
     loom_tape_free(t);
     loom_optim_free(&opt);
+    loom_state_free(carry);
     loom_seq_free(&seq);
     loom_params_free(ps);
 }
@@ -154,18 +157,26 @@ typedef struct lm_task {
     loom_embedding emb;
     loom_linear head;
     loom_rng rng;
+    loom_state *carry;
+    loom_seq_out out;
     int idx[48], tgt[48];
 } lm_task;
 
 static loom_tensor *lm_forward(void *ctx, loom_tape *t, loom_batch *b)
 {
     lm_task *k = ctx;
-    loom_seq_out o;
+    loom_seq_out *o = &k->out;
     loom_tensor *x = loom_op_embedding(t, k->emb.weight, k->idx, 12 * b->rows);
     b->count = 12.0 * b->rows;
     b->tokens = 12L * b->rows;
-    if (loom_seq_forward(&k->seq, t, x, 12, b->rows, NULL, 1, 1, &k->rng, &o) != LOOM_OK) return NULL;
-    return loom_op_softmax_ce(t, loom_linear_apply(t, o.y, k->head.weight, k->head.bias), k->tgt, NULL);
+    if (loom_seq_forward(&k->seq, t, x, 12, b->rows, NULL, 1, k->carry, &k->rng, o) != LOOM_OK) return NULL;
+    return loom_op_softmax_ce(t, loom_linear_apply(t, o->y, k->head.weight, k->head.bias), k->tgt, NULL);
+}
+
+static loom_status lm_commit(void *ctx)
+{
+    lm_task *k = ctx;
+    return loom_state_store(k->carry, &k->out);
 }
 
 Test(memory, steady_state_trainer_step_allocates_nothing)
@@ -185,7 +196,7 @@ Test(memory, steady_state_trainer_step_allocates_nothing)
     cr_assert_eq(loom_seq_declare(&k.seq, ps, "lstm"), LOOM_OK);
     cr_assert_eq(loom_linear_declare(&k.head, ps, "head", H, V), LOOM_OK);
     cr_assert_eq(loom_params_alloc(ps, &k.rng), LOOM_OK);
-    cr_assert_eq(loom_seq_reset_state(&k.seq, B), LOOM_OK);
+    cr_assert_not_null(k.carry = loom_state_new(&k.seq, B));
     loom_dist d;
     cr_assert_eq(loom_dist_init(&d, NULL, NULL), LOOM_OK);
     cr_assert_eq(d.size, 1);
@@ -196,7 +207,7 @@ Test(memory, steady_state_trainer_step_allocates_nothing)
     oc.lr = 1e-2f;
     cr_assert_eq(loom_trainer_init(&tr, &c, &d, ps, oc, (loom_sched){LOOM_SCHED_CONSTANT, 1e-2f, 0, 1, 1, 13, 0}, B),
                  LOOM_OK);
-    loom_task task = {&k, lm_forward, NULL, NULL, NULL};
+    loom_task task = {&k, lm_forward, NULL, NULL, NULL, lm_commit};
     float first = 0;
     for (int s = 0; s < 13; s++) {
         if (s == 3) {
@@ -210,6 +221,7 @@ Test(memory, steady_state_trainer_step_allocates_nothing)
     cr_expect_eq(atomic_load(&mallocs), 0, "%ld heap allocations in 10 steady-state trainer steps", atomic_load(&mallocs));
     cr_expect_lt(tr.last_loss, first, "the loss falls (%g -> %g)", first, tr.last_loss);
     loom_trainer_free(&tr);
+    loom_state_free(k.carry);
     loom_seq_free(&k.seq);
     loom_params_free(ps);
     loom_dist_finish(&d, 0);

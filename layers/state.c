@@ -1,0 +1,114 @@
+/* A stack's recurrent state for B rows, in one flat buffer [layer][part][B x H_l]. */
+#include <string.h>
+
+#include "internal.h"
+
+struct loom_state {
+    int batch, parts;
+    int *hidden;   /* [parts] H of each part */
+    size_t *off;   /* [parts + 1] floats before each part */
+    int *first;    /* [layers + 1] index of each layer's first part */
+    float *data;
+};
+
+int loom_seq_state_count(const loom_seq *s)
+{
+    int n = 0;
+    for (int l = 0; l < s->layers; l++) n += s->cells[l].n_state;
+    return n;
+}
+
+int loom_seq_state_index(const loom_seq *s, int layer, int k)
+{
+    int n = 0;
+    for (int l = 0; l < layer; l++) n += s->cells[l].n_state;
+    return n + k;
+}
+
+loom_state *loom_state_new(const loom_seq *s, int batch)
+{
+    if (!s || !s->cells || batch <= 0) {
+        loom_error_set(LOOM_EARG, "state: needs an initialised stack and a positive batch (got %d)", batch);
+        return NULL;
+    }
+    int P = loom_seq_state_count(s);
+    loom_state *st = loom_calloc(1, sizeof *st);
+    if (st) {
+        st->hidden = loom_calloc((size_t)P, sizeof *st->hidden);
+        st->off = loom_calloc((size_t)P + 1, sizeof *st->off);
+        st->first = loom_calloc((size_t)s->layers + 1, sizeof *st->first);
+    }
+    if (!st || !st->hidden || !st->off || !st->first) {
+        loom_state_free(st);
+        loom_error_set(LOOM_ENOMEM, "state: out of memory");
+        return NULL;
+    }
+    st->batch = batch;
+    st->parts = P;
+    for (int l = 0, i = 0; l < s->layers; l++) {
+        st->first[l] = i;
+        for (int k = 0; k < s->cells[l].n_state; k++, i++) {
+            st->hidden[i] = s->cells[l].hidden_size;
+            st->off[i + 1] = st->off[i] + (size_t)batch * st->hidden[i];
+        }
+    }
+    st->first[s->layers] = P;
+    if (!(st->data = loom_calloc(st->off[P] ? st->off[P] : 1, sizeof(float)))) {
+        loom_state_free(st);
+        loom_error_set(LOOM_ENOMEM, "state: out of memory for %zu values", st->off[P]);
+        return NULL;
+    }
+    return st;
+}
+
+void loom_state_free(loom_state *st)
+{
+    if (!st) return;
+    loom_free(st->hidden);
+    loom_free(st->off);
+    loom_free(st->first);
+    loom_free(st->data);
+    loom_free(st);
+}
+
+void loom_state_zero(loom_state *st) { memset(st->data, 0, st->off[st->parts] * sizeof(float)); }
+int loom_state_batch(const loom_state *st) { return st->batch; }
+float *loom_state_part(loom_state *st, int layer, int k) { return st->data + st->off[st->first[layer] + k]; }
+
+float *loom_state_data(loom_state *st, size_t *n)
+{
+    if (n) *n = st->off[st->parts];
+    return st->data;
+}
+
+loom_status loom_state_copy(loom_state *dst, const loom_state *src)
+{
+    if (dst->batch != src->batch || dst->parts != src->parts || dst->off[dst->parts] != src->off[src->parts])
+        return loom_error_set(LOOM_ESTATE, "state copy: a state of batch %d and %d parts into one of batch %d and %d parts",
+                              src->batch, src->parts, dst->batch, dst->parts);
+    memcpy(dst->data, src->data, src->off[src->parts] * sizeof(float));
+    return LOOM_OK;
+}
+
+loom_status loom_state_store(loom_state *st, const loom_seq_out *out)
+{
+    if (!out->last || out->n_last != st->parts)
+        return loom_error_set(LOOM_ESTATE, "state store: the forward pass gave %d state parts, the state holds %d",
+                              out->n_last, st->parts);
+    for (int i = 0; i < st->parts; i++)
+        if (!out->last[i] || out->last[i]->rows != st->batch || out->last[i]->cols != st->hidden[i])
+            return loom_error_set(LOOM_ESTATE, "state store: part %d is not [%dx%d] (batch %d)", i, st->batch,
+                                  st->hidden[i], st->batch);
+    for (int i = 0; i < st->parts; i++)
+        memcpy(st->data + st->off[i], out->last[i]->data, (size_t)st->batch * st->hidden[i] * sizeof(float));
+    return LOOM_OK;
+}
+
+int loom_state_fits(const loom_state *st, const loom_seq *s)
+{
+    if (st->parts != loom_seq_state_count(s)) return 0;
+    for (int l = 0, i = 0; l < s->layers; l++)
+        for (int k = 0; k < s->cells[l].n_state; k++, i++)
+            if (st->hidden[i] != s->cells[l].hidden_size) return 0;
+    return 1;
+}
