@@ -133,6 +133,10 @@ const char *loom_params_name(const loom_params *p, int i);
 loom_tensor *loom_params_view(loom_params *p, int i);
 /* The view with this name, or NULL. */
 loom_tensor *loom_params_find(loom_params *p, const char *name);
+/* Freezes (1) or unfreezes (0) a parameter by name: a frozen one gets no gradient (its
+ * view's requires_grad is 0), and loom_optim_step_params leaves it as it is. Frozen and
+ * trainable parameters are treated alike by every layer, fused or not. */
+loom_status loom_params_freeze(loom_params *p, const char *name, int frozen);
 
 /* ---------------------------------------------------------------- tape */
 

@@ -148,3 +148,11 @@ loom_tensor *loom_params_find(loom_params *p, const char *name)
         if (strcmp(p->e[i].name, name) == 0) return p->e[i].view;
     return NULL;
 }
+
+loom_status loom_params_freeze(loom_params *p, const char *name, int frozen)
+{
+    loom_tensor *v = name ? loom_params_find(p, name) : NULL;
+    if (!v) return loom_error_set(LOOM_EARG, "freeze: no parameter is named '%s'", name ? name : "(null)");
+    v->requires_grad = !frozen;
+    return LOOM_OK;
+}

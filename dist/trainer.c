@@ -151,7 +151,7 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
 {
     if (!tr || !tr->tape || !task || !task->forward) return loom_error_set(LOOM_EARG, "trainer: step: NULL argument");
     loom_dist *d = tr->dist;
-    float *params = loom_params_data(tr->ps), *grads = loom_params_grad(tr->ps);
+    float *grads = loom_params_grad(tr->ps);
     size_t n = loom_params_size(tr->ps);
     long step = tr->step;
     loom_batch b = {step, tr->row0, tr->rows, tr->batch, 0.0, 0};
@@ -203,7 +203,7 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     if (tr->cfg.clip > 0) loom_clip_grad_scale(grads, n, norm, tr->cfg.clip);
     /* 8. update the flat parameter buffer */
     float lr = loom_sched_lr(&tr->sched, step);
-    loom_optim_step(&tr->optim, params, grads, lr);
+    if ((st = loom_optim_step_params(&tr->optim, tr->ps, lr)) != LOOM_OK) return step_fail(tr, 0, st);
     /* the step has succeeded: now the task may keep what it carries (the recurrent state) */
     if (task->commit && (st = task->commit(task->ctx)) != LOOM_OK) return step_fail(tr, 0, st);
     double t4 = loom_dist_now();

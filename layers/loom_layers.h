@@ -240,8 +240,11 @@ loom_status loom_optim_parse(const char *name, loom_optim_kind *kind);
 loom_status loom_optim_init(loom_optim *o, loom_optim_config cfg, size_t n);
 /* Frees the state. */
 void loom_optim_free(loom_optim *o);
-/* One update of params from grads at learning rate lr (overrides cfg.lr). */
+/* One update of params from grads at learning rate lr (overrides cfg.lr): every value. */
 void loom_optim_step(loom_optim *o, float *params, const float *grads, float lr);
+/* One update of a store's parameters that leaves frozen ones (loom_params_freeze) untouched:
+ * no step, no weight decay, no change to their optimizer state. */
+loom_status loom_optim_step_params(loom_optim *o, loom_params *ps, float lr);
 /* Scales grads so their global L2 norm is at most max_norm; returns the norm before. */
 float loom_clip_grad_norm(float *grads, size_t n, float max_norm);
 /* The global L2 norm of grads (same bits on any thread count). */

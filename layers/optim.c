@@ -54,12 +54,11 @@ void loom_optim_free(loom_optim *o)
     o->m = o->v = NULL;
 }
 
-void loom_optim_step(loom_optim *o, float *p, const float *g, float lr)
+/* One update of n values from offset: p, g, m and v all point at the same element. */
+static void update(const loom_optim *o, float *p, const float *g, float *m, float *v, size_t n, float lr)
 {
     const loom_optim_config c = o->cfg;
-    float *m = o->m, *v = o->v, wd = c.weight_decay, mu = c.momentum, eps = c.eps;
-    size_t n = o->n;
-    o->step++;
+    float wd = c.weight_decay, mu = c.momentum, eps = c.eps;
     switch (c.kind) {
     case LOOM_SGD:
         LOOM_PFOR(i, n, {
@@ -109,6 +108,36 @@ void loom_optim_step(loom_optim *o, float *p, const float *g, float lr)
         });
         break;
     }
+}
+
+void loom_optim_step(loom_optim *o, float *p, const float *g, float lr)
+{
+    o->step++;
+    update(o, p, g, o->m, o->v, o->n, lr);
+}
+
+loom_status loom_optim_step_params(loom_optim *o, loom_params *ps, float lr)
+{
+    if (loom_params_size(ps) != o->n)
+        return loom_error_set(LOOM_ESTATE, "optimizer: state for %zu values, but the store holds %zu", o->n,
+                              loom_params_size(ps));
+    float *p = loom_params_data(ps);
+    const float *g = loom_params_grad(ps);
+    o->step++;
+    /* Runs of trainable views in the flat layout, each updated in one pass; frozen ones are skipped. */
+    size_t a = 0, b = 0;
+    for (int i = 0; i < loom_params_count(ps); i++) {
+        loom_tensor *w = loom_params_view(ps, i);
+        size_t off = (size_t)(w->data - p), n = loom_tensor_size(w);
+        if (!w->requires_grad) continue;
+        if (off != b) {
+            if (b > a) update(o, p + a, g + a, o->m + a, o->v + a, b - a, lr);
+            a = off;
+        }
+        b = off + n;
+    }
+    if (b > a) update(o, p + a, g + a, o->m + a, o->v + a, b - a, lr);
+    return LOOM_OK;
 }
 
 float loom_grad_norm(const float *g, size_t n) { return (float)sqrt(loom_kernel_sumsq(g, n)); }
