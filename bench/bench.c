@@ -1,6 +1,8 @@
 /* bench: training-step throughput (forward + backward + Adam update) in
  * tokens/s and GFLOP/s for the configurations of the README's table.
- * Usage: bench [--config S|M|L|C|all] [--steps N] [--threads N]
+ * Usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N]
+ * P is M with the peephole LSTM of examples/peephole.c, a user cell on the
+ * fused API, for comparing it with the built-in LSTM (not part of all).
  * Runs the library trainer, so under mpirun it measures data-parallel steps
  * (B is the global batch) and prints the time of each phase of a step. */
 #include <math.h>
@@ -10,19 +12,24 @@
 #include <time.h>
 
 #include "loom_dist.h"
+#include "peephole.h"
 
 typedef struct config {
     const char *name;
     int input, hidden, batch, steps_t, layers, vocab, embed;
+    const char *cell; /* "lstm", or "peephole" (examples/peephole.c) */
+    int in_all;       /* run by --config all (the README's table and torch_ref.py) */
 } config;
 
 /* S, M, L: one LSTM layer on random inputs, MSE on its outputs. C: a 2-layer
- * char model, embedding 64 -> LSTM 512 x2 -> head over 65 symbols, softmax CE. */
+ * char model, embedding 64 -> LSTM 512 x2 -> head over 65 symbols, softmax CE.
+ * P: M with the peephole cell in place of the LSTM. */
 static const config CONFIGS[] = {
-    {"S", 123, 320, 64, 100, 1, 0, 0},
-    {"M", 512, 512, 64, 100, 1, 0, 0},
-    {"L", 1024, 1024, 64, 25, 1, 0, 0},
-    {"C", 64, 512, 50, 50, 2, 65, 64},
+    {"S", 123, 320, 64, 100, 1, 0, 0, "lstm", 1},
+    {"M", 512, 512, 64, 100, 1, 0, 0, "lstm", 1},
+    {"L", 1024, 1024, 64, 25, 1, 0, 0, "lstm", 1},
+    {"C", 64, 512, 50, 50, 2, 65, 64, "lstm", 1},
+    {"P", 512, 512, 64, 100, 1, 0, 0, "peephole", 0},
 };
 
 static double now(void)
@@ -38,7 +45,8 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Matmul FLOPs of one training step: forward GEMMs x3 (backward is two more of each). */
+/* Matmul FLOPs of one training step: forward GEMMs x3 (backward is two more of each).
+ * The peephole cell has the LSTM's four gates, so the same GEMMs. */
 static double step_flops(const config *c)
 {
     double per_token = 0;
@@ -97,11 +105,13 @@ static int run(loom_dist *d, const config *c, int steps)
     bench_task k = {.c = c, .rng = loom_rng_init(1)};
     loom_params *ps = loom_params_new();
     loom_cell cells[2];
-    for (int l = 0; l < c->layers; l++) loom_lstm_init(&cells[l], l ? H : c->input, H, 0.0f);
+    for (int l = 0; l < c->layers; l++)
+        if (strcmp(c->cell, "peephole") == 0) peephole_lstm_init(&cells[l], l ? H : c->input, H);
+        else loom_lstm_init(&cells[l], l ? H : c->input, H, 0.0f);
     loom_train_config tc = loom_train_defaults("bench");
     tc.steps = steps + 1, tc.log_every = 0, tc.progress = 0, tc.max_loss_ratio = 0;
     loom_trainer tr;
-    if (loom_seq_init(&k.seq, cells, c->layers, 0.0f) != LOOM_OK || loom_seq_declare(&k.seq, ps, "lstm") != LOOM_OK ||
+    if (loom_seq_init(&k.seq, cells, c->layers, 0.0f) != LOOM_OK || loom_seq_declare(&k.seq, ps, c->cell) != LOOM_OK ||
         (c->vocab && (loom_embedding_declare(&k.emb, ps, "embedding", c->vocab, c->embed) != LOOM_OK ||
                       loom_linear_declare(&k.head, ps, "head", H, c->vocab) != LOOM_OK)) ||
         loom_params_alloc(ps, &k.rng) != LOOM_OK ||
@@ -156,7 +166,7 @@ static int bench_main(loom_dist *d, int argc, char **argv)
         else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) loom_threads_set(atoi(argv[++i]));
         else {
-            fprintf(stderr, "usage: bench [--config S|M|L|C|all] [--steps N] [--threads N]\n%s: unknown or incomplete flag\n",
+            fprintf(stderr, "usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N]\n%s: unknown or incomplete flag\n",
                     argv[i]);
             return d->agreed = 1, 2;
         }
@@ -173,12 +183,12 @@ static int bench_main(loom_dist *d, int argc, char **argv)
     }
     int found = 0;
     for (size_t k = 0; k < sizeof CONFIGS / sizeof *CONFIGS; k++)
-        if (strcmp(which, "all") == 0 || strcmp(which, CONFIGS[k].name) == 0) {
+        if ((strcmp(which, "all") == 0 && CONFIGS[k].in_all) || strcmp(which, CONFIGS[k].name) == 0) {
             found = 1;
             if (run(d, &CONFIGS[k], steps)) return 1;
         }
     if (!found) {
-        fprintf(stderr, "bench: unknown --config %s (expected S, M, L, C or all)\n", which);
+        fprintf(stderr, "bench: unknown --config %s (expected S, M, L, C, P or all)\n", which);
         return d->agreed = 1, 2;
     }
     return 0;

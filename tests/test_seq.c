@@ -10,6 +10,7 @@
 typedef struct stack {
     loom_seq seq;
     loom_params *ps;
+    int T, B; /* ramp_loss's window */
 } stack;
 
 static void stack_init(stack *s, const char *kind, int layers, int I, int H)
@@ -230,13 +231,15 @@ Test(caps, a_cell_with_12_parameters_equals_the_lstm_it_spells_out)
     loom_params_free(ps);
 }
 
-static loom_tensor *deep_loss(loom_tape *t, void *ctx)
+/* A fixed ramp of inputs through the stack, projected to a scalar (T, B from the stack). */
+static loom_tensor *ramp_loss(loom_tape *t, void *ctx)
 {
     stack *s = ctx;
-    loom_tensor *x = loom_tape_tensor(t, 3 * 2, 2);
-    for (int i = 0; i < 12; i++) x->data[i] = 0.1f * (float)(i % 5) - 0.2f;
+    int n = s->T * s->B, I = s->seq.cells[0].input_size;
+    loom_tensor *x = loom_tape_tensor(t, n, I);
+    for (int i = 0; i < n * I; i++) x->data[i] = 0.07f * (float)(i % 11) - 0.3f;
     loom_seq_out o;
-    if (loom_seq_forward(&s->seq, t, x, 3, 2, NULL, 0, NULL, NULL, &o) != LOOM_OK) return NULL;
+    if (loom_seq_forward(&s->seq, t, x, s->T, s->B, NULL, 1, NULL, NULL, &o) != LOOM_OK) return NULL;
     return project(t, o.y);
 }
 
@@ -244,12 +247,13 @@ Test(caps, a_12_layer_stack_trains_and_gradchecks)
 {
     stack s;
     stack_init(&s, "gru", 12, 2, 3);
+    s.T = 3, s.B = 2;
     cr_assert_eq(s.seq.layers, 12);
     cr_assert_eq(loom_params_count(s.ps), 48);
     cr_expect_not_null(loom_params_find(s.ps, "gru.weight_hh_l11"));
     /* Only the first and last layers' recurrent weights are checked, to keep the test short. */
     loom_tensor *wrt[2] = {loom_params_find(s.ps, "gru.weight_hh_l0"), loom_params_find(s.ps, "gru.weight_hh_l11")};
-    expect_gradcheck(deep_loss, &s, wrt, 2, 1e-2, "12-layer gru");
+    expect_gradcheck(ramp_loss, &s, wrt, 2, 1e-2, "12-layer gru");
     loom_seq bad;
     loom_cell c;
     loom_gru_init(&c, 2, 3);
@@ -260,22 +264,13 @@ Test(caps, a_12_layer_stack_trains_and_gradchecks)
 
 /* ---- freezing: every optimizer leaves a frozen parameter as it is ---- */
 
-static loom_tensor *freeze_loss(loom_tape *t, void *ctx)
-{
-    stack *s = ctx;
-    loom_tensor *x = loom_tape_tensor(t, 4 * 3, 3);
-    for (int i = 0; i < 36; i++) x->data[i] = 0.07f * (float)(i % 11) - 0.3f;
-    loom_seq_out o;
-    if (loom_seq_forward(&s->seq, t, x, 4, 3, NULL, 1, NULL, NULL, &o) != LOOM_OK) return NULL;
-    return project(t, o.y);
-}
-
 Test(freeze, frozen_parameters_are_untouched_by_every_optimizer)
 {
     static const char *const kinds[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
     for (int k = 0; k < 5; k++) {
         stack s;
         stack_init(&s, "lstm", 2, 3, 4);
+        s.T = 4, s.B = 3;
         cr_assert_eq(loom_params_freeze(s.ps, "lstm.weight_hh_l0", 1), LOOM_OK);
         cr_assert_eq(loom_params_freeze(s.ps, "lstm.bias_ih_l1", 1), LOOM_OK);
         cr_expect_eq(loom_params_freeze(s.ps, "lstm.nope", 1), LOOM_EARG);
@@ -293,7 +288,7 @@ Test(freeze, frozen_parameters_are_untouched_by_every_optimizer)
         for (int step = 0; step < 3; step++) {
             loom_tape_reset(t);
             loom_params_zero_grad(s.ps);
-            loom_tensor *l = freeze_loss(t, &s);
+            loom_tensor *l = ramp_loss(t, &s);
             cr_assert_eq(loom_tape_backward(t, l), LOOM_OK, "%s", loom_error_message());
             cr_assert_eq(loom_optim_step_params(&o, s.ps, 0.05f), LOOM_OK);
         }
