@@ -15,6 +15,18 @@ blas_ok() { ldd "$1" | grep -q 'openblas-openmp/libopenblas' && ! ldd "$1" | gre
 cc=${CC:-cc}
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 
+# The example programs, as prefixed commands.
+for cmd in loom-char-lm loom-adding-problem loom-timeseries loom-custom-cell; do
+    "$prefix/bin/$cmd" --help >/dev/null || fail "$cmd --help failed"
+done
+blas_ok "$prefix/bin/loom-char-lm"
+
+# The README's program is this test's program, so copy and paste works.
+awk '/^<!-- tests\/consumer\/sine.c -->$/{getline; on=1; next} on && /^```$/{exit} on' "$src/README.md" > "$work/readme_sine.c"
+cmp -s "$work/readme_sine.c" "$src/tests/consumer/sine.c" || fail "README's program differs from tests/consumer/sine.c"
+awk '/^<!-- tests\/consumer\/CMakeLists.txt -->$/{getline; on=1; next} on && /^```$/{exit} on' "$src/README.md" > "$work/readme_cmake.txt"
+cmp -s "$work/readme_cmake.txt" "$src/tests/consumer/CMakeLists.txt" || fail "README's CMakeLists.txt differs from tests/consumer/CMakeLists.txt"
+
 # 1. find_package(loom), shared
 cmake -S "$src/tests/consumer" -B "$work/cm" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null || fail "find_package configure failed"
 cmake --build "$work/cm" >/dev/null || fail "find_package build failed"
