@@ -9,6 +9,8 @@
 #include "internal.h"
 
 static _Thread_local char err_msg[512];
+static _Thread_local uint64_t err_count; /* failures recorded on this thread, ever */
+static _Thread_local loom_status err_status;
 static atomic_uint_fast64_t alloc_calls;
 
 const char *loom_error_message(void) { return err_msg; }
@@ -24,8 +26,13 @@ loom_status loom_error_set(loom_status status, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     memcpy(err_msg, msg, sizeof msg);
+    err_count++;
+    err_status = status;
     return status;
 }
+
+uint64_t loom_error_count(void) { return err_count; }
+loom_status loom_error_last(void) { return err_status; }
 
 void *loom_malloc(size_t bytes)
 {

@@ -42,12 +42,16 @@ uint64_t loom_alloc_count(void);
 
 /* ---------------------------------------------------------------- tensor */
 
+/* A tensor. Its values (data[...]) and requires_grad are the user's to set, on
+ * heap tensors at any time; the other fields are read-only. */
 typedef struct loom_tensor {
     float *data;       /* rows*cols values, row-major */
-    float *grad;       /* same size; NULL until a gradient reaches it */
-    int rows, cols;
+    float *grad;       /* read-only: same size; NULL until a gradient reaches it */
+    int rows, cols;    /* read-only */
     int requires_grad; /* 1 if a gradient should flow into this tensor */
-    int owns;          /* 1 if data/grad were heap-allocated by loom_tensor_new */
+    int owns;          /* read-only: 1 if data/grad are the tensor's own heap memory (loom_tensor_new) */
+    uint32_t gen;      /* read-only: the tape step a per-step tensor belongs to (0: not the tape's);
+                        * ops refuse a tensor of an earlier step while its memory is not yet reused */
 } loom_tensor;
 
 /* A heap tensor (data zeroed); with requires_grad a zeroed grad buffer too. NULL on failure. */
@@ -183,6 +187,10 @@ loom_tensor *loom_tape_from(loom_tape *t, int rows, int cols, const float *src);
  * gradient, x's gradient buffer (allocated now), so nothing is recorded and no
  * values are copied. Consumers' backward adds straight into x's gradient. */
 loom_tensor *loom_tape_view_rows(loom_tape *t, loom_tensor *x, int row, int nrows);
+/* Checks a call's tensor inputs as ops do: none NULL, none of an earlier step. On a
+ * problem the tape is marked failed (keeping an earlier failure's message, which a
+ * NULL input usually follows from) and the status returned. For custom ops and layers. */
+loom_status loom_tape_check(loom_tape *t, const char *op, loom_tensor *const *in, int n);
 /* The first error an op hit since the last reset (LOOM_OK if none). */
 loom_status loom_tape_status(const loom_tape *t);
 /* Number of nodes recorded since the last reset. */

@@ -11,6 +11,8 @@ struct loom_tape {
     loom_arena *arena;
     int nograd;
     int consumed;      /* backward already ran over these nodes */
+    uint32_t gen;      /* bumped by each reset: tensors of an earlier step are stale */
+    uint64_t errors0;  /* the thread's failure count at the last reset */
     loom_status status; /* first op error since reset */
 };
 
@@ -20,6 +22,7 @@ loom_tape *loom_tape_new(size_t arena_bytes)
     if (!t) return NULL;
     t->arena = loom_arena_new(arena_bytes);
     t->cap = 1024;
+    t->gen = 1; /* 0 marks tensors that are not the tape's */
     t->nodes = loom_malloc((size_t)t->cap * sizeof *t->nodes);
     if (!t->arena || !t->nodes) {
         loom_tape_free(t);
@@ -38,6 +41,8 @@ void loom_tape_free(loom_tape *t)
 
 void loom_tape_reset(loom_tape *t)
 {
+    t->gen++;
+    t->errors0 = loom_error_count();
     t->n = 0;
     t->consumed = 0;
     t->status = LOOM_OK;
@@ -72,12 +77,28 @@ loom_tensor *loom_tape_fail(loom_tape *t, loom_status status, const char *fmt, .
 
 int loom_tape_null_inputs(loom_tape *t, const char *op, loom_tensor *const *in, int n)
 {
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < n; k++) {
         if (!in[k]) {
-            loom_tape_fail(t, LOOM_EARG, "%s: input %d is NULL", op, k);
+            if (t->status != LOOM_OK) return 1;
+            /* A call that failed since the reset (a layer, an allocation) made this NULL:
+             * keep its message, the first one, and mark the tape with its status. */
+            if (loom_error_count() != t->errors0 && loom_error_last() != LOOM_OK) t->status = loom_error_last();
+            else loom_tape_fail(t, LOOM_EARG, "%s: input %d is NULL", op, k);
             return 1;
         }
+        if (in[k]->gen && in[k]->gen != t->gen) {
+            loom_tape_fail(t, LOOM_ESTATE, "%s: input %d is a tensor of an earlier step (made before the tape's last reset)",
+                           op, k);
+            return 1;
+        }
+    }
     return 0;
+}
+
+loom_status loom_tape_check(loom_tape *t, const char *op, loom_tensor *const *in, int n)
+{
+    if (!t) return loom_error_set(LOOM_EARG, "%s: tape is NULL", op ? op : "tape_check");
+    return loom_tape_null_inputs(t, op ? op : "tape_check", in, n) ? (t->status ? t->status : LOOM_EARG) : LOOM_OK;
 }
 
 loom_tensor *loom_tape_tensor(loom_tape *t, int rows, int cols)
@@ -92,6 +113,7 @@ loom_tensor *loom_tape_tensor(loom_tape *t, int rows, int cols)
     x->cols = cols;
     x->requires_grad = 0;
     x->owns = 0;
+    x->gen = t->gen;
     return x;
 }
 
@@ -129,11 +151,17 @@ loom_tensor *loom_tape_view_rows(loom_tape *t, loom_tensor *x, int row, int nrow
     v->rows = nrows;
     v->cols = x->cols;
     v->owns = 0;
+    v->gen = t->gen;
     return v;
 }
 
 float *loom_tape_grad(loom_tape *t, loom_tensor *x)
 {
+    if (!x->grad && x->owns) { /* a heap tensor that asked for a gradient after creation: it owns this one */
+        if (!(x->grad = loom_calloc(loom_tensor_size(x), sizeof(float))))
+            loom_tape_fail(t, LOOM_ENOMEM, "backward: out of memory for a [%dx%d] gradient", x->rows, x->cols);
+        return x->grad;
+    }
     if (!x->grad) {
         size_t bytes = loom_tensor_size(x) * sizeof(float);
         x->grad = loom_arena_alloc(t->arena, bytes);

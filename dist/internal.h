@@ -4,6 +4,14 @@
 
 #include "loom_dist.h"
 
+/* The error of a public call given NULL for a required pointer: "fn: what is NULL". */
+#define LOOM_NULL_ARG(fn, what) loom_error_set(LOOM_EARG, fn ": " what " is NULL")
+
+/* LOOM_OK if d is a joined world fn can use (not NULL, loom_dist_init'ed). */
+loom_status loom_dist_usable(const loom_dist *d, const char *fn);
+/* LOOM_OK if tr is a trainer fn can use (not NULL, initialised and not freed). */
+loom_status loom_trainer_usable(const loom_trainer *tr, const char *fn);
+
 /* Monotonic wall-clock seconds. */
 double loom_dist_now(void);
 

@@ -22,6 +22,15 @@
 extern "C" {
 #endif
 
+/* Arguments. A pointer argument may not be NULL unless it is marked optional; a
+ * data buffer may also be NULL when its count is 0. A NULL where one is required
+ * gives LOOM_EARG with a message naming the call and the argument
+ * ("trainer_step: task is NULL"). loom_trainer_free, loom_dist_finish and
+ * loom_dist_finalize take NULL, as free() does. A loom_dist not joined by
+ * loom_dist_init (zeroed), or a trainer before a successful loom_trainer_init
+ * (zeroed; a failed init leaves it so) or after loom_trainer_free, gives
+ * LOOM_ESTATE. */
+
 /* ---------------------------------------------------------------- the world */
 
 /* Default seconds a collective waits for the slowest rank before ending the job. */
@@ -34,10 +43,10 @@ typedef struct loom_dist {
     int agreed;      /* 1 when the last error is the same on every rank (only rank 0 reports it) */
 } loom_dist;
 
-/* Joins the job: initialises MPI when the process was started by a launcher
- * (mpirun, srun) and loom was built with MPI; otherwise world size 1. A launch
- * of several tasks that each see a world of one (srun without its MPI plugin,
- * or a build without MPI) is refused. */
+/* Joins the job (argc and argv optional, as MPI_Init takes them): initialises MPI
+ * when the process was started by a launcher (mpirun, srun) and loom was built
+ * with MPI; otherwise world size 1. A launch of several tasks that each see a
+ * world of one (srun without its MPI plugin, or a build without MPI) is refused. */
 loom_status loom_dist_init(loom_dist *d, int *argc, char ***argv);
 /* 1 if loom was built with MPI. */
 int loom_dist_has_mpi(void);
@@ -63,7 +72,8 @@ loom_status loom_dist_wait_root(loom_dist *d);
 loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *global, size_t blocks, size_t rows,
                                   size_t row_floats);
 /* Prints loom_error_message() as "prog: rank R: message" (no rank in a world of
- * one); an agreed error is printed by rank 0 only. */
+ * one); an agreed error is printed by rank 0 only. d optional (NULL: a world of one),
+ * prog optional (NULL: "loom"). */
 void loom_dist_perror(const loom_dist *d, const char *prog);
 /* Leaves the job with exit code rc: a success or an agreed error finalizes MPI
  * and returns rc; any other error on a world of more than one ends every rank
@@ -119,7 +129,8 @@ typedef struct loom_train_config {
     int progress;            /* 1: a progress line on stderr (rank 0) */
 } loom_train_config;
 
-/* The defaults: 1 step, clip off, loss ratio 1e4, log every 10, progress on. */
+/* The defaults: 1 step, clip off, loss ratio 1e4, log every 10, progress on (prog
+ * optional, NULL: "loom"). */
 loom_train_config loom_train_defaults(const char *prog);
 
 /* Time spent in each phase of a step, seconds; the trainer fills the last step's.
@@ -197,7 +208,7 @@ loom_status loom_trainer_run(loom_trainer *tr, const loom_task *task);
 /* Writes a full checkpoint of the run to path (every rank calls it: the row
  * states are gathered; rank 0 writes). */
 loom_status loom_trainer_save(loom_trainer *tr, const loom_task *task, const char *path);
-/* Frees what init made. */
+/* Frees what init made (NULL is fine; so is a second call). */
 void loom_trainer_free(loom_trainer *tr);
 
 #ifdef __cplusplus

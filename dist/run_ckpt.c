@@ -66,10 +66,13 @@ static loom_status gather_rows(loom_trainer *tr, float **out)
 
 loom_status loom_trainer_save(loom_trainer *tr, const loom_task *task, const char *path)
 {
-    if (!tr || !task || !path) return loom_error_set(LOOM_EARG, "trainer: save: NULL argument");
+    loom_status st = loom_trainer_usable(tr, "trainer_save");
+    if (st != LOOM_OK) return st;
+    if (!task) return LOOM_NULL_ARG("trainer_save", "task");
+    if (!path) return LOOM_NULL_ARG("trainer_save", "path");
     float *rows = NULL;
     /* The collective part first, on every rank alike, so no rank skips what another enters. */
-    loom_status st = gather_rows(tr, &rows);
+    st = gather_rows(tr, &rows);
     if (st != LOOM_OK || tr->dist->rank != 0) {
         free(rows);
         return st;
@@ -130,7 +133,10 @@ static loom_status read_rows(loom_trainer *tr, loom_ckpt *c, const loom_row_stat
 
 loom_status loom_trainer_restore(loom_trainer *tr, const loom_task *task, loom_ckpt *c)
 {
-    if (!tr || !task || !c) return loom_error_set(LOOM_EARG, "trainer: restore: NULL argument");
+    loom_status st = loom_trainer_usable(tr, "trainer_restore");
+    if (st != LOOM_OK) return st;
+    if (!task) return LOOM_NULL_ARG("trainer_restore", "task");
+    if (!c) return LOOM_NULL_ARG("trainer_restore", "checkpoint");
     int world = 1, threads = 0, quiet = tr->dist->rank != 0;
     loom_ckpt_info(c, NULL, &world, &threads);
     if (!quiet && (threads > 0 && threads != loom_threads_get()))
@@ -141,7 +147,7 @@ loom_status loom_trainer_restore(loom_trainer *tr, const loom_task *task, loom_c
         fprintf(stderr, "%s: note: %s was written by a run on %d rank%s, this one has %d: the global batch is the same, "
                         "the sums differ only in order\n",
                 tr->cfg.prog, loom_ckpt_path(c), world, world == 1 ? "" : "s", tr->dist->size);
-    loom_status st = loom_ckpt_read_params(c, "/model", tr->ps);
+    st = loom_ckpt_read_params(c, "/model", tr->ps);
     if (st != LOOM_OK || !loom_ckpt_has(c, "/train")) return st;
     int64_t step, epoch;
     char kind[32];

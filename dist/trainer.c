@@ -57,11 +57,18 @@ static int fault_now(const loom_trainer *tr, int kind)
     return tr->fault_kind == kind && tr->fault_rank == tr->dist->rank && tr->fault_step == tr->step;
 }
 
-loom_status loom_trainer_init(loom_trainer *tr, const loom_train_config *cfg, loom_dist *d, loom_params *ps,
-                              loom_optim_config optim, loom_sched sched, int global_batch)
+loom_status loom_trainer_usable(const loom_trainer *tr, const char *fn)
 {
-    if (!tr || !cfg || !d || !ps) return loom_error_set(LOOM_EARG, "trainer: init: NULL argument");
-    memset(tr, 0, sizeof *tr);
+    if (!tr) return loom_error_set(LOOM_EARG, "%s: trainer is NULL", fn);
+    if (!tr->tape) /* init leaves it NULL on failure, free sets it back */
+        return loom_error_set(LOOM_ESTATE, "%s: the trainer is not initialised (loom_trainer_init), or was freed", fn);
+    return LOOM_OK;
+}
+
+/* Everything after a successful check of the arguments; init frees what it made on failure. */
+static loom_status trainer_init(loom_trainer *tr, const loom_train_config *cfg, loom_dist *d, loom_params *ps,
+                                loom_optim_config optim, loom_sched sched, int global_batch)
+{
     if (cfg->steps < 0 || cfg->log_every < 0 || cfg->eval_every < 0 || cfg->checkpoint_every < 0 || cfg->stop_at < 0 ||
         !(cfg->clip >= 0) || !(cfg->max_loss_ratio >= 0))
         return loom_error_set(LOOM_EARG, "trainer: steps, log_every, eval_every, checkpoint_every, stop_at, clip and "
@@ -87,9 +94,25 @@ loom_status loom_trainer_init(loom_trainer *tr, const loom_train_config *cfg, lo
     return LOOM_OK;
 }
 
+loom_status loom_trainer_init(loom_trainer *tr, const loom_train_config *cfg, loom_dist *d, loom_params *ps,
+                              loom_optim_config optim, loom_sched sched, int global_batch)
+{
+    if (!tr) return LOOM_NULL_ARG("trainer_init", "trainer");
+    memset(tr, 0, sizeof *tr); /* reads as not initialised until init succeeds */
+    if (!cfg) return LOOM_NULL_ARG("trainer_init", "config");
+    if (!ps) return LOOM_NULL_ARG("trainer_init", "params");
+    loom_status st = loom_dist_usable(d, "trainer_init");
+    if (st == LOOM_OK) st = trainer_init(tr, cfg, d, ps, optim, sched, global_batch);
+    if (st != LOOM_OK) loom_trainer_free(tr);
+    return st;
+}
+
 loom_status loom_trainer_track_rows(loom_trainer *tr, const char *name, float *local, size_t blocks, size_t row_floats)
 {
-    if (!tr || !name || !local) return loom_error_set(LOOM_EARG, "trainer: track_rows: NULL argument");
+    loom_status st = loom_trainer_usable(tr, "trainer_track_rows");
+    if (st != LOOM_OK) return st;
+    if (!name) return LOOM_NULL_ARG("trainer_track_rows", "name");
+    if (!local) return LOOM_NULL_ARG("trainer_track_rows", "local");
     if (tr->n_row_states == LOOM_TRAINER_MAX_ROW_STATES)
         return loom_error_set(LOOM_EARG, "trainer: more than %d row states", LOOM_TRAINER_MAX_ROW_STATES);
     tr->row_states[tr->n_row_states++] = (loom_row_state){name, local, blocks, row_floats};
@@ -108,10 +131,11 @@ void loom_trainer_free(loom_trainer *tr)
 
 loom_status loom_trainer_sync(loom_trainer *tr)
 {
-    if (!tr || !tr->tape) return loom_error_set(LOOM_EARG, "trainer: sync: not initialised");
+    loom_status st = loom_trainer_usable(tr, "trainer_sync");
+    if (st != LOOM_OK) return st;
     size_t n = loom_params_size(tr->ps);
     double counters[3] = {(double)tr->step, (double)tr->epoch, (double)tr->optim.step};
-    loom_status st = loom_dist_broadcast(tr->dist, loom_params_data(tr->ps), n);
+    st = loom_dist_broadcast(tr->dist, loom_params_data(tr->ps), n);
     if (st == LOOM_OK) st = loom_dist_broadcast(tr->dist, tr->optim.m, n);
     if (st == LOOM_OK) st = loom_dist_broadcast(tr->dist, tr->optim.v, n);
     if (st == LOOM_OK) st = loom_dist_broadcast_f64(tr->dist, counters, 3);
@@ -147,9 +171,20 @@ static long run_end(const loom_trainer *tr)
     return tr->cfg.stop_at > 0 && tr->cfg.stop_at < tr->cfg.steps ? tr->cfg.stop_at : tr->cfg.steps;
 }
 
+/* LOOM_OK if fn can train tr on task: both usable, and the task has its forward pass. */
+static loom_status task_args(const loom_trainer *tr, const loom_task *task, const char *fn)
+{
+    loom_status st = loom_trainer_usable(tr, fn);
+    if (st != LOOM_OK) return st;
+    if (!task) return loom_error_set(LOOM_EARG, "%s: task is NULL", fn);
+    if (!task->forward) return loom_error_set(LOOM_EARG, "%s: task->forward is NULL", fn);
+    return LOOM_OK;
+}
+
 loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
 {
-    if (!tr || !tr->tape || !task || !task->forward) return loom_error_set(LOOM_EARG, "trainer: step: NULL argument");
+    loom_status st = task_args(tr, task, "trainer_step");
+    if (st != LOOM_OK) return st;
     loom_dist *d = tr->dist;
     float *grads = loom_params_grad(tr->ps);
     size_t n = loom_params_size(tr->ps);
@@ -174,7 +209,7 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     double t2 = loom_dist_now();
     /* 5. all-reduce: the gradient of the global batch's mean loss is sum_r count_r g_r / sum_r count_r */
     double sums[3] = {b.count > 0 ? loss->data[0] * b.count : 0.0, b.count, (double)b.tokens};
-    loom_status st = loom_dist_allreduce_sum_f64(d, sums, 3);
+    st = loom_dist_allreduce_sum_f64(d, sums, 3);
     double t2b = loom_dist_now();
     if (st == LOOM_OK && d->size > 1) {
         float w = (float)(b.count / sums[1]);
@@ -240,8 +275,9 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
 
 loom_status loom_trainer_run(loom_trainer *tr, const loom_task *task)
 {
-    if (!tr || !tr->tape || !task || !task->forward) return loom_error_set(LOOM_EARG, "trainer: run: NULL argument");
-    loom_status st = loom_trainer_sync(tr);
+    loom_status st = task_args(tr, task, "trainer_run");
+    if (st != LOOM_OK) return st;
+    st = loom_trainer_sync(tr);
     if (st != LOOM_OK) return st;
     tr->first_step = tr->step;
     tr->first_loss = 0;

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "loom_dist.h"
+#include "internal.h"
 
 #ifdef LOOM_HAVE_MPI
 #include <mpi.h>
@@ -63,9 +63,17 @@ static loom_status check_world(const loom_dist *d)
     return LOOM_OK;
 }
 
+loom_status loom_dist_usable(const loom_dist *d, const char *fn)
+{
+    if (!d) return loom_error_set(LOOM_EARG, "%s: dist is NULL", fn);
+    if (d->size < 1 || d->rank < 0 || d->rank >= d->size)
+        return loom_error_set(LOOM_ESTATE, "%s: the dist is not initialised (loom_dist_init)", fn);
+    return LOOM_OK;
+}
+
 loom_status loom_dist_init(loom_dist *d, int *argc, char ***argv)
 {
-    if (!d) return loom_error_set(LOOM_EARG, "dist: init: the loom_dist is NULL");
+    if (!d) return LOOM_NULL_ARG("dist_init", "dist");
     memset(d, 0, sizeof *d);
     d->size = 1;
     d->timeout = LOOM_DIST_TIMEOUT;
@@ -90,7 +98,10 @@ loom_status loom_dist_init(loom_dist *d, int *argc, char ***argv)
 
 loom_status loom_dist_shard(loom_dist *d, int global_batch, int *row0, int *rows)
 {
-    if (!d || !row0 || !rows) return loom_error_set(LOOM_EARG, "dist: shard: NULL argument");
+    loom_status st = loom_dist_usable(d, "dist_shard");
+    if (st != LOOM_OK) return st;
+    if (!row0) return LOOM_NULL_ARG("dist_shard", "row0");
+    if (!rows) return LOOM_NULL_ARG("dist_shard", "rows");
     if (global_batch <= 0 || global_batch % d->size != 0) {
         d->agreed = 1;
         return loom_error_set(LOOM_EARG,
@@ -106,6 +117,7 @@ void loom_dist_perror(const loom_dist *d, const char *prog)
 {
     const char *msg = loom_error_message();
     if (!msg[0]) msg = "unknown error";
+    if (!prog) prog = "loom";
     if (d && d->size > 1 && !d->agreed) fprintf(stderr, "%s: rank %d: %s\n", prog, d->rank, msg);
     else if (!d || d->rank == 0) fprintf(stderr, "%s: %s\n", prog, msg);
     fflush(stderr);
@@ -128,6 +140,27 @@ int loom_dist_finish(loom_dist *d, int rc)
 #endif
     loom_dist_finalize(d);
     return rc;
+}
+
+/* LOOM_OK if a collective fn can run on buf of n values (NULL is fine for none; a
+ * size_t count past LLONG_MAX arrives negative, and is refused like one). */
+static loom_status buf_args(const loom_dist *d, const char *fn, const void *buf, long long n)
+{
+    loom_status st = loom_dist_usable(d, fn);
+    if (st != LOOM_OK) return st;
+    if (n < 0) return loom_error_set(LOOM_EARG, "%s: count %lld is negative", fn, n);
+    if (!buf && n) return loom_error_set(LOOM_EARG, "%s: buffer is NULL", fn);
+    return LOOM_OK;
+}
+
+/* LOOM_OK if gather_rows can run: global may be NULL only off rank 0. */
+static loom_status gather_args(const loom_dist *d, const float *local, const float *global)
+{
+    loom_status st = loom_dist_usable(d, "dist_gather_rows");
+    if (st != LOOM_OK) return st;
+    if (!local) return LOOM_NULL_ARG("dist_gather_rows", "local");
+    if (!global && d->rank == 0) return LOOM_NULL_ARG("dist_gather_rows", "global");
+    return LOOM_OK;
 }
 
 #ifdef LOOM_HAVE_MPI
@@ -179,19 +212,22 @@ static loom_status allreduce(loom_dist *d, void *buf, size_t n, MPI_Datatype typ
 
 loom_status loom_dist_allreduce_sum(loom_dist *d, float *buf, size_t n)
 {
-    if (!d || (!buf && n)) return loom_error_set(LOOM_EARG, "dist: all-reduce: NULL argument");
+    loom_status st = buf_args(d, "dist_allreduce_sum", buf, (long long)n);
+    if (st != LOOM_OK) return st;
     return d->size > 1 ? allreduce(d, buf, n, MPI_FLOAT, sizeof(float)) : LOOM_OK;
 }
 
 loom_status loom_dist_allreduce_sum_f64(loom_dist *d, double *buf, int n)
 {
-    if (!d || (!buf && n) || n < 0) return loom_error_set(LOOM_EARG, "dist: all-reduce: NULL argument");
+    loom_status st = buf_args(d, "dist_allreduce_sum_f64", buf, n);
+    if (st != LOOM_OK) return st;
     return d->size > 1 ? allreduce(d, buf, (size_t)n, MPI_DOUBLE, sizeof(double)) : LOOM_OK;
 }
 
 loom_status loom_dist_broadcast(loom_dist *d, float *buf, size_t n)
 {
-    if (!d || (!buf && n)) return loom_error_set(LOOM_EARG, "dist: broadcast: NULL argument");
+    loom_status st = buf_args(d, "dist_broadcast", buf, (long long)n);
+    if (st != LOOM_OK) return st;
     if (d->size == 1) return LOOM_OK;
     MPI_Request req[MAX_REQ];
     int k = 0;
@@ -206,7 +242,8 @@ loom_status loom_dist_broadcast(loom_dist *d, float *buf, size_t n)
 
 loom_status loom_dist_broadcast_f64(loom_dist *d, double *buf, int n)
 {
-    if (!d || (!buf && n) || n < 0) return loom_error_set(LOOM_EARG, "dist: broadcast: NULL argument");
+    loom_status st = buf_args(d, "dist_broadcast_f64", buf, n);
+    if (st != LOOM_OK) return st;
     if (d->size == 1) return LOOM_OK;
     MPI_Request req;
     int rc = MPI_Ibcast(buf, n, MPI_DOUBLE, 0, MPI_COMM_WORLD, &req);
@@ -215,13 +252,14 @@ loom_status loom_dist_broadcast_f64(loom_dist *d, double *buf, int n)
 
 loom_status loom_dist_wait_root(loom_dist *d)
 {
-    if (!d) return loom_error_set(LOOM_EARG, "dist: wait: NULL argument");
+    loom_status st = loom_dist_usable(d, "dist_wait_root");
+    if (st != LOOM_OK) return st;
     if (d->size == 1) return LOOM_OK;
     double timeout = d->timeout;
     MPI_Request req;
     int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req);
     d->timeout = 0; /* rank 0's own work takes what it takes */
-    loom_status st = rc == MPI_SUCCESS ? wait_all(d, 1, &req, "wait for rank 0") : mpi_fail("wait for rank 0", rc);
+    st = rc == MPI_SUCCESS ? wait_all(d, 1, &req, "wait for rank 0") : mpi_fail("wait for rank 0", rc);
     d->timeout = timeout;
     return st;
 }
@@ -229,7 +267,8 @@ loom_status loom_dist_wait_root(loom_dist *d)
 loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *global, size_t blocks, size_t rows,
                                   size_t row_floats)
 {
-    if (!d || !local || (d->rank == 0 && !global)) return loom_error_set(LOOM_EARG, "dist: gather: NULL argument");
+    loom_status st = gather_args(d, local, global);
+    if (st != LOOM_OK) return st;
     size_t n = blocks * rows * row_floats;
     if (d->size == 1) {
         memcpy(global, local, n * sizeof(float));
@@ -242,7 +281,7 @@ loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *globa
         return loom_error_set(LOOM_ENOMEM, "dist: gather: cannot allocate %zu bytes", n * (size_t)d->size * sizeof(float));
     MPI_Request req;
     int rc = MPI_Igather(local, (int)n, MPI_FLOAT, tmp, (int)n, MPI_FLOAT, 0, MPI_COMM_WORLD, &req);
-    loom_status st = rc == MPI_SUCCESS ? wait_all(d, 1, &req, "gather") : mpi_fail("gather", rc);
+    st = rc == MPI_SUCCESS ? wait_all(d, 1, &req, "gather") : mpi_fail("gather", rc);
     if (st == LOOM_OK && d->rank == 0) {
         size_t part = rows * row_floats;
         for (int r = 0; r < d->size; r++)
@@ -258,30 +297,31 @@ loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *globa
 
 loom_status loom_dist_allreduce_sum(loom_dist *d, float *buf, size_t n)
 {
-    return (!d || (!buf && n)) ? loom_error_set(LOOM_EARG, "dist: all-reduce: NULL argument") : LOOM_OK;
+    return buf_args(d, "dist_allreduce_sum", buf, (long long)n);
 }
 
 loom_status loom_dist_allreduce_sum_f64(loom_dist *d, double *buf, int n)
 {
-    return (!d || (!buf && n)) ? loom_error_set(LOOM_EARG, "dist: all-reduce: NULL argument") : LOOM_OK;
+    return buf_args(d, "dist_allreduce_sum_f64", buf, n);
 }
 
 loom_status loom_dist_broadcast(loom_dist *d, float *buf, size_t n)
 {
-    return (!d || (!buf && n)) ? loom_error_set(LOOM_EARG, "dist: broadcast: NULL argument") : LOOM_OK;
+    return buf_args(d, "dist_broadcast", buf, (long long)n);
 }
 
 loom_status loom_dist_broadcast_f64(loom_dist *d, double *buf, int n)
 {
-    return (!d || (!buf && n)) ? loom_error_set(LOOM_EARG, "dist: broadcast: NULL argument") : LOOM_OK;
+    return buf_args(d, "dist_broadcast_f64", buf, n);
 }
 
-loom_status loom_dist_wait_root(loom_dist *d) { return d ? LOOM_OK : loom_error_set(LOOM_EARG, "dist: wait: NULL argument"); }
+loom_status loom_dist_wait_root(loom_dist *d) { return loom_dist_usable(d, "dist_wait_root"); }
 
 loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *global, size_t blocks, size_t rows,
                                   size_t row_floats)
 {
-    if (!d || !local || !global) return loom_error_set(LOOM_EARG, "dist: gather: NULL argument");
+    loom_status st = gather_args(d, local, global);
+    if (st != LOOM_OK) return st;
     memcpy(global, local, blocks * rows * row_floats * sizeof(float));
     return LOOM_OK;
 }
@@ -290,7 +330,9 @@ loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *globa
 
 loom_status loom_dist_allreduce_mean(loom_dist *d, float *buf, size_t n)
 {
-    loom_status st = loom_dist_allreduce_sum(d, buf, n);
+    loom_status st = buf_args(d, "dist_allreduce_mean", buf, (long long)n);
+    if (st != LOOM_OK) return st;
+    st = loom_dist_allreduce_sum(d, buf, n);
     if (st == LOOM_OK && d->size > 1) {
         float s = 1.0f / (float)d->size;
         LOOM_PFOR(i, n, buf[i] *= s;);

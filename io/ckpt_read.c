@@ -29,6 +29,9 @@ static int read_root_attr(hid_t f, const char *name, int *v)
 
 loom_ckpt *loom_ckpt_open(const char *path)
 {
+    if (!path) return LOOM_NULL_ARG("ckpt_open", "path"), NULL;
+    if (strlen(path) >= sizeof ((loom_ckpt *)0)->path)
+        return loom_error_set(LOOM_EARG, "ckpt_open: path of %zu characters is too long", strlen(path)), NULL;
     loom_io_quiet();
     struct stat sb;
     if (stat(path, &sb) != 0) {
@@ -78,14 +81,26 @@ loom_ckpt *loom_ckpt_open(const char *path)
 void loom_ckpt_close(loom_ckpt *c)
 {
     if (!c) return;
+    if (c->writing) { /* closing one being written gives it up: no half-written file is left */
+        loom_ckpt_abort(c);
+        return;
+    }
     if (c->file >= 0) H5Fclose(c->file);
     loom_free(c);
 }
 
-const char *loom_ckpt_path(const loom_ckpt *c) { return c->path; }
+const char *loom_ckpt_path(const loom_ckpt *c) { return c ? c->path : (LOOM_NULL_ARG("ckpt_path", "checkpoint"), NULL); }
+
+loom_status loom_ckpt_readable(loom_ckpt *c, const char *fn, const char *name, const char *label)
+{
+    if (!c) return loom_error_set(LOOM_EARG, "%s: checkpoint is NULL", fn);
+    if (!name) return loom_error_set(LOOM_EARG, "%s: %s is NULL", fn, label);
+    return LOOM_OK;
+}
 
 loom_status loom_ckpt_info(loom_ckpt *c, int *format, int *world_size, int *threads)
 {
+    if (!c) return LOOM_NULL_ARG("ckpt_info", "checkpoint");
     if (format) read_root_attr(c->file, "format_version", format);
     if (world_size) *world_size = c->world_size;
     if (threads) *threads = c->threads;
@@ -94,6 +109,7 @@ loom_status loom_ckpt_info(loom_ckpt *c, int *format, int *world_size, int *thre
 
 int loom_ckpt_has(loom_ckpt *c, const char *name)
 {
+    if (loom_ckpt_readable(c, "ckpt_has", name, "name") != LOOM_OK) return 0;
     /* H5Lexists needs every parent to exist, so walk the path one link at a time. */
     char part[512];
     size_t n = strlen(name);
@@ -166,7 +182,11 @@ static loom_status read_ds(loom_ckpt *c, hid_t ds, const char *name, hid_t mem_t
 
 loom_status loom_ckpt_read_floats(loom_ckpt *c, const char *name, float *x, int rows, int cols)
 {
-    loom_status st;
+    loom_status st = loom_ckpt_readable(c, "ckpt_read_floats", name, "name");
+    if (st != LOOM_OK) return st;
+    if (rows < 0 || cols < 0)
+        return loom_error_set(LOOM_EARG, "ckpt_read_floats: %s: shape [%d x %d] is negative", name, rows, cols);
+    if (!x && cols > 0) return LOOM_NULL_ARG("ckpt_read_floats", "data");
     hsize_t d2[2] = {(hsize_t)rows, (hsize_t)cols}, d1[1] = {(hsize_t)cols};
     hid_t ds;
     if (rows == 1 || rows == 0) { /* [1 x n] is stored 1-D, PyTorch's way; accept [1 x n] too */
@@ -192,7 +212,9 @@ loom_status loom_ckpt_read_floats(loom_ckpt *c, const char *name, float *x, int 
 
 loom_status loom_ckpt_read_i64(loom_ckpt *c, const char *name, int64_t *x, size_t n)
 {
-    loom_status st;
+    loom_status st = loom_ckpt_readable(c, "ckpt_read_i64", name, "name");
+    if (st != LOOM_OK) return st;
+    if (!x) return LOOM_NULL_ARG("ckpt_read_i64", "data"); /* n 0 reads a scalar into x[0] */
     hsize_t d[1] = {n};
     hid_t ds = open_ds(c, name, H5T_INTEGER, 0, n ? 1 : 0, d, &st);
     return ds < 0 ? st : read_ds(c, ds, name, H5T_NATIVE_INT64, x);
@@ -200,7 +222,10 @@ loom_status loom_ckpt_read_i64(loom_ckpt *c, const char *name, int64_t *x, size_
 
 loom_status loom_ckpt_read_bytes(loom_ckpt *c, const char *name, unsigned char *x, size_t cap, size_t *n)
 {
-    loom_status st;
+    loom_status st = loom_ckpt_readable(c, "ckpt_read_bytes", name, "name");
+    if (st != LOOM_OK) return st;
+    if (!x && cap) return LOOM_NULL_ARG("ckpt_read_bytes", "data");
+    if (!n) return LOOM_NULL_ARG("ckpt_read_bytes", "count");
     if (!loom_ckpt_has(c, name)) return err(c, LOOM_EFORMAT, name, " is missing%s", "");
     hid_t ds = H5Dopen2(c->file, name, H5P_DEFAULT);
     hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
@@ -217,7 +242,9 @@ loom_status loom_ckpt_read_bytes(loom_ckpt *c, const char *name, unsigned char *
 
 loom_status loom_ckpt_read_str(loom_ckpt *c, const char *name, char *buf, size_t cap)
 {
-    loom_status st;
+    loom_status st = loom_ckpt_readable(c, "ckpt_read_str", name, "name");
+    if (st != LOOM_OK) return st;
+    if (!buf) return LOOM_NULL_ARG("ckpt_read_str", "buffer");
     hid_t ds = open_ds(c, name, H5T_STRING, 0, 0, NULL, &st);
     if (ds < 0) return st;
     hid_t ft = H5Dget_type(ds);
@@ -253,11 +280,18 @@ loom_status loom_ckpt_read_str(loom_ckpt *c, const char *name, char *buf, size_t
 
 loom_status loom_ckpt_read_params(loom_ckpt *c, const char *group, loom_params *ps)
 {
+    loom_status st = loom_ckpt_readable(c, "ckpt_read_params", group, "group");
+    if (st != LOOM_OK) return st;
+    if (!ps) return LOOM_NULL_ARG("ckpt_read_params", "params");
+    if (!loom_params_data(ps) && loom_params_size(ps))
+        return loom_error_set(LOOM_ESTATE, "ckpt_read_params: %s: the parameters are not allocated", group);
     for (int i = 0; i < loom_params_count(ps); i++) {
         loom_tensor *v = loom_params_view(ps, i);
         char name[512];
-        snprintf(name, sizeof name, "%s/%s", group, loom_params_name(ps, i));
-        loom_status st = loom_ckpt_read_floats(c, name, v->data, v->rows, v->cols);
+        if (snprintf(name, sizeof name, "%s/%s", group, loom_params_name(ps, i)) >= (int)sizeof name)
+            return loom_error_set(LOOM_EARG, "ckpt_read_params: %s/%s: the name is too long", group,
+                                  loom_params_name(ps, i));
+        st = loom_ckpt_read_floats(c, name, v->data, v->rows, v->cols);
         if (st != LOOM_OK) return st;
     }
     return LOOM_OK;
@@ -268,7 +302,14 @@ loom_status loom_ckpt_read_optim(loom_ckpt *c, const char *group, loom_optim *o)
     char name[512], kind[32];
     float hyper[8];
     int64_t step;
-    loom_status st;
+    loom_status st = loom_ckpt_readable(c, "ckpt_read_optim", group, "group");
+    if (st != LOOM_OK) return st;
+    if (!o) return LOOM_NULL_ARG("ckpt_read_optim", "optimizer");
+    if (o->n && (!o->m || !o->v))
+        return loom_error_set(LOOM_ESTATE, "ckpt_read_optim: %s: the optimizer is not initialised (loom_optim_init)",
+                              group);
+    if (strlen(group) + 16 > sizeof name) /* room for "/hyper" and the like */
+        return loom_error_set(LOOM_EARG, "ckpt_read_optim: group %s is too long", group);
     snprintf(name, sizeof name, "%s/kind", group);
     if ((st = loom_ckpt_read_str(c, name, kind, sizeof kind)) != LOOM_OK) return st;
     loom_optim_kind k;
@@ -291,7 +332,9 @@ loom_status loom_ckpt_read_optim(loom_ckpt *c, const char *group, loom_optim *o)
 
 loom_status loom_ckpt_read_rng(loom_ckpt *c, const char *name, loom_rng *r)
 {
-    loom_status st;
+    loom_status st = loom_ckpt_readable(c, "ckpt_read_rng", name, "name");
+    if (st != LOOM_OK) return st;
+    if (!r) return LOOM_NULL_ARG("ckpt_read_rng", "rng");
     hsize_t d[1] = {2};
     uint64_t s[2];
     hid_t ds = open_ds(c, name, H5T_INTEGER, 8, 1, d, &st);

@@ -15,6 +15,10 @@ loom_init loom_cell_default_init(int hidden)
 loom_tensor *loom_cell_param(loom_cell *cell, loom_params *ps, const char *prefix, const char *name, int layer,
                              int rows, int cols, loom_init init)
 {
+    if (!cell) return LOOM_NULL_ARG("cell_param", "cell"), NULL;
+    if (!ps) return LOOM_NULL_ARG("cell_param", "params"), NULL;
+    if (!prefix) return LOOM_NULL_ARG("cell_param", "prefix"), NULL;
+    if (!name) return LOOM_NULL_ARG("cell_param", "name"), NULL;
     if (cell->nw == cell->w_cap) {
         int cap = cell->w_cap ? 2 * cell->w_cap : 8;
         loom_tensor **w = loom_malloc((size_t)cap * sizeof *w);
@@ -39,6 +43,9 @@ loom_tensor *loom_cell_param(loom_cell *cell, loom_params *ps, const char *prefi
 
 loom_tensor *loom_cell_find(const loom_cell *cell, const loom_params *ps, const char *name)
 {
+    if (!cell) return LOOM_NULL_ARG("cell_find", "cell"), NULL;
+    if (!ps) return LOOM_NULL_ARG("cell_find", "params"), NULL;
+    if (!name) return LOOM_NULL_ARG("cell_find", "name"), NULL;
     size_t n = strlen(name);
     for (int i = 0; i < loom_params_count(ps); i++) {
         const char *full = loom_params_name(ps, i), *dot = strrchr(full, '.');
@@ -53,6 +60,9 @@ loom_tensor *loom_cell_find(const loom_cell *cell, const loom_params *ps, const 
 
 loom_status loom_cell_declare_gates(loom_cell *c, loom_params *ps, const char *prefix, int layer, int G)
 {
+    if (!c) return LOOM_NULL_ARG("cell_declare_gates", "cell");
+    if (!ps) return LOOM_NULL_ARG("cell_declare_gates", "params");
+    if (!prefix) return LOOM_NULL_ARG("cell_declare_gates", "prefix");
     if (G < 1) return loom_error_set(LOOM_EARG, "cell '%s': %d gates (expected at least 1)", c->name, G);
     loom_init u = loom_cell_default_init(c->hidden_size);
     int H = c->hidden_size;
@@ -87,6 +97,8 @@ loom_status loom_cell_check_fused(const loom_cell *c, int layer)
 
 loom_status loom_cell_init_kind(loom_cell *c, const char *kind, int input, int hidden)
 {
+    if (!c) return LOOM_NULL_ARG("cell_init_kind", "cell");
+    if (!kind) return LOOM_NULL_ARG("cell_init_kind", "kind");
     if (input <= 0 || hidden <= 0)
         return loom_error_set(LOOM_EARG, "cell '%s': input size %d and hidden size %d must be positive", kind, input, hidden);
     if (strcmp(kind, "lstm") == 0) loom_lstm_init(c, input, hidden, 0.0f);

@@ -59,6 +59,10 @@ static void gru_backward(const loom_cell *cell, const loom_cell_tile *s, int r0,
 
 void loom_gru_init(loom_cell *c, int input, int hidden)
 {
+    if (!c) {
+        LOOM_NULL_ARG("gru_init", "cell");
+        return;
+    }
     loom_cell_base(c, "gru", input, hidden, 1, gru_declare, gru_step);
     c->gates = 3;
     c->split_rec = 1;

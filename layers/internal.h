@@ -4,6 +4,9 @@
 
 #include "loom_layers.h"
 
+/* The error of a public call given NULL for a required pointer: "fn: what is NULL". */
+#define LOOM_NULL_ARG(fn, what) loom_error_set(LOOM_EARG, fn ": " what " is NULL")
+
 /* Runs a fused cell over a window, recorded as one tape node: x [T*B x I],
  * keep [T*B] (0 where a sequence has ended), init[n_state] [B x H]. Gives the
  * output y [T*B x H] and the final states last[n_state] [B x H]. */

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "loom_layers.h"
+#include "internal.h"
 
 static void linear_backward(loom_node *nd)
 {
@@ -29,6 +29,7 @@ static void linear_backward(loom_node *nd)
 
 loom_tensor *loom_linear_apply(loom_tape *t, loom_tensor *x, loom_tensor *W, loom_tensor *b)
 {
+    if (!t) return LOOM_NULL_ARG("linear_apply", "tape"), NULL;
     if (!x || !W) return loom_tape_fail(t, LOOM_EARG, "linear: %s is NULL", x ? "weight" : "input");
     if (x->cols != W->cols)
         return loom_tape_fail(t, LOOM_ESHAPE, "linear: input [%dx%d] @ weight^T [%dx%d]^T: inner sizes differ (%d vs %d)",
@@ -47,21 +48,39 @@ loom_tensor *loom_linear_apply(loom_tape *t, loom_tensor *x, loom_tensor *W, loo
     return y;
 }
 
+/* The name "<prefix>.<what>" into name[n]; an error naming fn when it does not fit. */
+static loom_status param_name(char *name, size_t n, const char *fn, const char *prefix, const char *what)
+{
+    if (snprintf(name, n, "%s.%s", prefix, what) >= (int)n)
+        return loom_error_set(LOOM_EARG, "%s: prefix '%s' is too long", fn, prefix);
+    return LOOM_OK;
+}
+
 loom_status loom_linear_declare(loom_linear *l, loom_params *ps, const char *prefix, int in, int out)
 {
+    if (!l) return LOOM_NULL_ARG("linear_declare", "layer");
+    if (!ps) return LOOM_NULL_ARG("linear_declare", "params");
+    if (!prefix) return LOOM_NULL_ARG("linear_declare", "prefix");
+    if (in <= 0 || out <= 0)
+        return loom_error_set(LOOM_EARG, "linear_declare: sizes in %d and out %d must be positive", in, out);
     char name[96];
     float k = 1.0f / sqrtf((float)in);
-    snprintf(name, sizeof name, "%s.weight", prefix);
+    if (param_name(name, sizeof name, "linear_declare", prefix, "weight") != LOOM_OK) return LOOM_EARG;
     l->weight = loom_params_add(ps, name, out, in, (loom_init){LOOM_INIT_UNIFORM, -k, k});
-    snprintf(name, sizeof name, "%s.bias", prefix);
+    param_name(name, sizeof name, "linear_declare", prefix, "bias"); /* shorter than "weight": fits */
     l->bias = loom_params_add(ps, name, 1, out, (loom_init){LOOM_INIT_UNIFORM, -k, k});
     return l->weight && l->bias ? LOOM_OK : LOOM_EARG;
 }
 
 loom_status loom_embedding_declare(loom_embedding *e, loom_params *ps, const char *prefix, int vocab, int dim)
 {
+    if (!e) return LOOM_NULL_ARG("embedding_declare", "layer");
+    if (!ps) return LOOM_NULL_ARG("embedding_declare", "params");
+    if (!prefix) return LOOM_NULL_ARG("embedding_declare", "prefix");
+    if (vocab <= 0 || dim <= 0)
+        return loom_error_set(LOOM_EARG, "embedding_declare: sizes vocab %d and dim %d must be positive", vocab, dim);
     char name[96];
-    snprintf(name, sizeof name, "%s.weight", prefix);
+    if (param_name(name, sizeof name, "embedding_declare", prefix, "weight") != LOOM_OK) return LOOM_EARG;
     e->weight = loom_params_add(ps, name, vocab, dim, (loom_init){LOOM_INIT_NORMAL, 0.0f, 1.0f});
     return e->weight ? LOOM_OK : LOOM_EARG;
 }

@@ -12,6 +12,15 @@
 extern "C" {
 #endif
 
+/* Arguments. A pointer argument may not be NULL unless it is marked optional (its
+ * comment says what NULL means); a data buffer may also be NULL when its count is 0.
+ * A NULL where one is required gives LOOM_EARG with a message naming the call and
+ * the argument ("seq_declare: params is NULL"); a call that returns a pointer, a
+ * count or a float gives NULL, 0 (-1 for an index) or NAN with that message, and a
+ * void call does nothing but leave the message. The free functions take NULL, as
+ * free() does. A stack used before loom_seq_init (zeroed) or after loom_seq_free
+ * gives LOOM_ESTATE. */
+
 /* ---------------------------------------------------------------- cells
  *
  * A recurrent cell maps an input x [B x I] and its state (n_state tensors of
@@ -93,7 +102,8 @@ loom_tensor *loom_cell_param(loom_cell *cell, loom_params *ps, const char *prefi
 loom_status loom_cell_declare_gates(loom_cell *cell, loom_params *ps, const char *prefix, int layer, int gates);
 /* PyTorch's default init for recurrent weights: uniform(-1/sqrt(H), 1/sqrt(H)). */
 loom_init loom_cell_default_init(int hidden);
-/* The parameter of a declared cell by its short name ("weight_hh", "peep_i"), or NULL. */
+/* The parameter of a declared cell by its short name ("weight_hh", "peep_i"), or NULL
+ * (with no message when the cell simply has no such parameter). */
 loom_tensor *loom_cell_find(const loom_cell *cell, const loom_params *ps, const char *name);
 
 /* Pointwise helpers for kernels. loom_tanhf goes through one expf: glibc's
@@ -145,12 +155,12 @@ loom_status loom_seq_declare(loom_seq *s, loom_params *ps, const char *prefix);
 /* Applies initial values that depend on a parameter's layout (the LSTM
  * forget-gate bias, when a cell's forget_bias is nonzero); call after loom_params_alloc. */
 void loom_seq_apply_init(loom_seq *s);
-/* Frees the cells. */
+/* Frees the cells (NULL is fine). */
 void loom_seq_free(loom_seq *s);
 /* Marks the batch as rows [row0, row0 + rows) of a global batch split over processes:
  * dropout masks are then drawn per global row, the same for any split. */
 void loom_seq_set_shard(loom_seq *s, int row0, int global_batch);
-/* Where layer l's state part k sits among all layers' parts (layer-major). */
+/* Where layer l's state part k sits among all layers' parts (layer-major); -1 when there is no such part. */
 int loom_seq_state_index(const loom_seq *s, int layer, int k);
 /* The number of state parts over all layers. */
 int loom_seq_state_count(const loom_seq *s);
@@ -158,7 +168,7 @@ int loom_seq_state_count(const loom_seq *s);
  * for all T) ends sequence b early: its state is carried unchanged after that.
  * init holds the initial state, entering as a constant (NULL: zeros); it is
  * only read: store out->last into a state once the step has succeeded.
- * rng draws dropout masks when train. */
+ * rng draws dropout masks when train (NULL when no mask is drawn). */
 loom_status loom_seq_forward(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths, int train,
                              const loom_state *init, loom_rng *rng, loom_seq_out *out);
 /* The same from an initial state on the tape (init[loom_seq_state_index(s, l, k)],
@@ -166,7 +176,7 @@ loom_status loom_seq_forward(loom_seq *s, loom_tape *t, loom_tensor *x, int T, i
  * encoder's final state starting a decoder. */
 loom_status loom_seq_forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths,
                                   int train, loom_tensor *const *init, loom_rng *rng, loom_seq_out *out);
-/* Per-row weights [T*B] for losses: 1 while t < lengths[b], else 0. */
+/* Per-row weights [T*B] for losses: 1 while t < lengths[b], else 0 (lengths NULL: all 1). */
 void loom_seq_length_weights(const int *lengths, int T, int B, float *w);
 
 /* ---------------------------------------------------------------- recurrent state */
@@ -181,10 +191,10 @@ loom_state *loom_state_new(const loom_seq *s, int batch);
 void loom_state_free(loom_state *st);
 /* Sets every value to zero. */
 void loom_state_zero(loom_state *st);
-/* Its batch, and its part k of layer l ([batch x H_l]). */
+/* Its batch, and its part k of layer l ([batch x H_l]; NULL when there is no such part). */
 int loom_state_batch(const loom_state *st);
 float *loom_state_part(loom_state *st, int layer, int k);
-/* The whole flat buffer and its size in floats (for checkpoints). */
+/* The whole flat buffer and, into n (optional), its size in floats (for checkpoints). */
 float *loom_state_data(loom_state *st, size_t *n);
 /* Copies src into dst (same stack and batch). */
 loom_status loom_state_copy(loom_state *dst, const loom_state *src);
@@ -238,7 +248,7 @@ loom_optim_config loom_optim_defaults(loom_optim_kind kind);
 loom_status loom_optim_parse(const char *name, loom_optim_kind *kind);
 /* Allocates zeroed state for n parameters. */
 loom_status loom_optim_init(loom_optim *o, loom_optim_config cfg, size_t n);
-/* Frees the state. */
+/* Frees the state (NULL is fine). */
 void loom_optim_free(loom_optim *o);
 /* One update of params from grads at learning rate lr (overrides cfg.lr): every value. */
 void loom_optim_step(loom_optim *o, float *params, const float *grads, float lr);
@@ -264,7 +274,7 @@ typedef struct loom_sched {
     long total;      /* COSINE: steps to reach min_lr */
     float min_lr;
 } loom_sched;
-/* Learning rate at step (0-based). */
+/* Learning rate at step (0-based; NAN for a negative step). */
 float loom_sched_lr(const loom_sched *s, long step);
 /* Parses "constant", "step", "cosine". */
 loom_status loom_sched_parse(const char *name, loom_sched_kind *kind);

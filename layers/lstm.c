@@ -71,6 +71,10 @@ static void lstm_backward(const loom_cell *cell, const loom_cell_tile *s, int r0
 
 void loom_lstm_init(loom_cell *c, int input, int hidden, float forget_bias)
 {
+    if (!c) {
+        LOOM_NULL_ARG("lstm_init", "cell");
+        return;
+    }
     loom_cell_base(c, "lstm", input, hidden, 2, lstm_declare, lstm_step);
     c->gates = 4;
     c->ws_cols = hidden;

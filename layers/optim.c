@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "loom_layers.h"
+#include "internal.h"
 
 loom_optim_config loom_optim_defaults(loom_optim_kind kind)
 {
@@ -19,6 +19,8 @@ loom_optim_config loom_optim_defaults(loom_optim_kind kind)
 
 loom_status loom_optim_parse(const char *name, loom_optim_kind *kind)
 {
+    if (!name) return LOOM_NULL_ARG("optim_parse", "name");
+    if (!kind) return LOOM_NULL_ARG("optim_parse", "kind");
     static const char *names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
     for (int k = 0; k < 5; k++)
         if (strcmp(name, names[k]) == 0) {
@@ -30,7 +32,10 @@ loom_status loom_optim_parse(const char *name, loom_optim_kind *kind)
 
 loom_status loom_optim_init(loom_optim *o, loom_optim_config cfg, size_t n)
 {
+    if (!o) return LOOM_NULL_ARG("optim_init", "optimizer");
     memset(o, 0, sizeof *o);
+    if ((unsigned)cfg.kind > LOOM_ADAGRAD)
+        return loom_error_set(LOOM_EARG, "optim_init: unknown optimizer kind %d", (int)cfg.kind);
     if (!(cfg.lr >= 0) || cfg.momentum < 0 || cfg.eps < 0 || cfg.beta1 < 0 || cfg.beta1 >= 1 || cfg.beta2 < 0 ||
         cfg.beta2 >= 1 || cfg.weight_decay < 0)
         return loom_error_set(LOOM_EARG, "optim: lr %g, momentum %g, betas (%g, %g), eps %g or weight decay %g out of range",
@@ -49,6 +54,7 @@ loom_status loom_optim_init(loom_optim *o, loom_optim_config cfg, size_t n)
 
 void loom_optim_free(loom_optim *o)
 {
+    if (!o) return;
     loom_free(o->m);
     loom_free(o->v);
     o->m = o->v = NULL;
@@ -112,12 +118,20 @@ static void update(const loom_optim *o, float *p, const float *g, float *m, floa
 
 void loom_optim_step(loom_optim *o, float *p, const float *g, float lr)
 {
+    if (!o || (o->n && (!p || !g))) { /* void: the message is all it can leave */
+        if (!o) LOOM_NULL_ARG("optim_step", "optimizer");
+        else if (!p) LOOM_NULL_ARG("optim_step", "params");
+        else LOOM_NULL_ARG("optim_step", "grads");
+        return;
+    }
     o->step++;
     update(o, p, g, o->m, o->v, o->n, lr);
 }
 
 loom_status loom_optim_step_params(loom_optim *o, loom_params *ps, float lr)
 {
+    if (!o) return LOOM_NULL_ARG("optim_step_params", "optimizer");
+    if (!ps) return LOOM_NULL_ARG("optim_step_params", "params");
     if (loom_params_size(ps) != o->n)
         return loom_error_set(LOOM_ESTATE, "optimizer: state for %zu values, but the store holds %zu", o->n,
                               loom_params_size(ps));
@@ -140,10 +154,18 @@ loom_status loom_optim_step_params(loom_optim *o, loom_params *ps, float lr)
     return LOOM_OK;
 }
 
-float loom_grad_norm(const float *g, size_t n) { return (float)sqrt(loom_kernel_sumsq(g, n)); }
+float loom_grad_norm(const float *g, size_t n)
+{
+    if (!g && n) return LOOM_NULL_ARG("grad_norm", "grads"), NAN;
+    return (float)sqrt(loom_kernel_sumsq(g, n));
+}
 
 void loom_clip_grad_scale(float *g, size_t n, float norm, float max_norm)
 {
+    if (!g && n) {
+        LOOM_NULL_ARG("clip_grad_scale", "grads");
+        return;
+    }
     if (max_norm > 0 && norm > max_norm) {
         float s = max_norm / (norm + 1e-6f);
         LOOM_PFOR(i, n, g[i] *= s;);
@@ -152,6 +174,7 @@ void loom_clip_grad_scale(float *g, size_t n, float norm, float max_norm)
 
 float loom_clip_grad_norm(float *g, size_t n, float max_norm)
 {
+    if (!g && n) return LOOM_NULL_ARG("clip_grad_norm", "grads"), NAN;
     float norm = loom_grad_norm(g, n);
     loom_clip_grad_scale(g, n, norm, max_norm);
     return norm;

@@ -38,6 +38,10 @@ static void rnn_backward(const loom_cell *c, const loom_cell_tile *s, int r0, in
 
 void loom_rnn_init(loom_cell *c, int input, int hidden, int relu)
 {
+    if (!c) {
+        LOOM_NULL_ARG("rnn_init", "cell");
+        return;
+    }
     loom_cell_base(c, relu ? "rnn_relu" : "rnn", input, hidden, 1, rnn_declare, rnn_step);
     c->gates = 1;
     c->forward = rnn_forward;

@@ -2,10 +2,12 @@
 #include <math.h>
 #include <string.h>
 
-#include "loom_layers.h"
+#include "internal.h"
 
 float loom_sched_lr(const loom_sched *s, long step)
 {
+    if (!s) return LOOM_NULL_ARG("sched_lr", "schedule"), NAN;
+    if (step < 0) return loom_error_set(LOOM_EARG, "sched_lr: step %ld is negative", step), NAN;
     if (s->warmup > 0 && step < s->warmup) return s->base_lr * (float)(step + 1) / (float)s->warmup;
     long k = step - (s->warmup > 0 ? s->warmup : 0);
     switch (s->kind) {
@@ -26,6 +28,8 @@ static const char *const SCHED_NAMES[] = {"constant", "step", "cosine"};
 
 loom_status loom_sched_parse(const char *name, loom_sched_kind *kind)
 {
+    if (!name) return LOOM_NULL_ARG("sched_parse", "name");
+    if (!kind) return LOOM_NULL_ARG("sched_parse", "kind");
     for (int k = 0; k < 3; k++)
         if (strcmp(name, SCHED_NAMES[k]) == 0) {
             *kind = (loom_sched_kind)k;

@@ -6,8 +6,10 @@
 
 loom_status loom_seq_init(loom_seq *s, const loom_cell *cells, int layers, float dropout)
 {
+    if (!s) return LOOM_NULL_ARG("seq_init", "stack");
     memset(s, 0, sizeof *s);
-    if (!cells || layers < 1 || layers > LOOM_SEQ_MAX_LAYERS)
+    if (!cells) return LOOM_NULL_ARG("seq_init", "cells");
+    if (layers < 1 || layers > LOOM_SEQ_MAX_LAYERS)
         return loom_error_set(LOOM_EARG, "seq: %d layers (expected 1 to %d)", layers, LOOM_SEQ_MAX_LAYERS);
     if (!(dropout >= 0.0f && dropout < 1.0f)) return loom_error_set(LOOM_EARG, "seq: dropout %g is outside [0,1)", dropout);
     for (int l = 0; l < layers; l++) {
@@ -36,6 +38,10 @@ loom_status loom_seq_init(loom_seq *s, const loom_cell *cells, int layers, float
 
 loom_status loom_seq_declare(loom_seq *s, loom_params *ps, const char *prefix)
 {
+    if (!s) return LOOM_NULL_ARG("seq_declare", "stack");
+    if (!ps) return LOOM_NULL_ARG("seq_declare", "params");
+    if (!prefix) return LOOM_NULL_ARG("seq_declare", "prefix");
+    if (!s->cells) return loom_error_set(LOOM_ESTATE, "seq_declare: the stack is not initialised (loom_seq_init)");
     for (int l = 0; l < s->layers; l++) {
         loom_cell *c = &s->cells[l];
         c->nw = 0;
@@ -48,9 +54,17 @@ loom_status loom_seq_declare(loom_seq *s, loom_params *ps, const char *prefix)
 
 void loom_seq_apply_init(loom_seq *s)
 {
-    for (int l = 0; l < s->layers; l++) {
+    if (!s) {
+        LOOM_NULL_ARG("seq_apply_init", "stack");
+        return;
+    }
+    for (int l = 0; s->cells && l < s->layers; l++) {
         loom_cell *c = &s->cells[l];
         if (strcmp(c->name, "lstm") != 0 || c->forget_bias == 0.0f || c->nw < 4) continue;
+        if (!c->w[2]->data) { /* before loom_params_alloc there is nothing to write to */
+            loom_error_set(LOOM_ESTATE, "seq_apply_init: layer %d: the parameters are not allocated", l);
+            return;
+        }
         int H = c->hidden_size;
         for (int j = 0; j < H; j++) {
             c->w[2]->data[H + j] = c->forget_bias; /* bias_ih, forget slice */
@@ -61,6 +75,7 @@ void loom_seq_apply_init(loom_seq *s)
 
 void loom_seq_free(loom_seq *s)
 {
+    if (!s) return;
     for (int l = 0; s->cells && l < s->layers; l++) loom_free(s->cells[l].w);
     loom_free(s->cells);
     s->cells = NULL;
@@ -69,23 +84,31 @@ void loom_seq_free(loom_seq *s)
 
 void loom_seq_set_shard(loom_seq *s, int row0, int global_batch)
 {
+    if (!s || row0 < 0 || global_batch < 0) { /* void: the message is all it can leave */
+        if (!s) LOOM_NULL_ARG("seq_set_shard", "stack");
+        else loom_error_set(LOOM_EARG, "seq_set_shard: row %d and global batch %d must not be negative", row0,
+                            global_batch);
+        return;
+    }
     s->shard_row0 = row0;
     s->shard_batch = global_batch;
 }
 
 void loom_seq_length_weights(const int *lengths, int T, int B, float *w)
 {
+    if (!w && T > 0 && B > 0) {
+        LOOM_NULL_ARG("seq_length_weights", "weights");
+        return;
+    }
     for (int t = 0; t < T; t++)
         for (int b = 0; b < B; b++) w[(size_t)t * B + b] = (!lengths || t < lengths[b]) ? 1.0f : 0.0f;
 }
 
-loom_status loom_seq_forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths,
-                                  int train, loom_tensor *const *init, loom_rng *rng, loom_seq_out *out)
+static loom_status forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths, int train,
+                                loom_tensor *const *init, loom_rng *rng, loom_seq_out *out)
 {
-    memset(out, 0, sizeof *out);
-    if (loom_tape_status(t) != LOOM_OK) return loom_tape_status(t);
     if (!s->cells) return loom_error_set(LOOM_ESTATE, "seq: the stack is not initialised");
-    if (!x) return loom_error_set(LOOM_EARG, "seq: input is NULL");
+    if (loom_tape_check(t, "seq", &x, 1) != LOOM_OK) return loom_tape_status(t);
     if (T <= 0 || B <= 0 || x->rows != T * B || x->cols != s->cells[0].input_size)
         return loom_error_set(LOOM_ESHAPE, "seq: input [%dx%d] does not fit T=%d x B=%d rows of %d features", x->rows,
                               x->cols, T, B, s->cells[0].input_size);
@@ -107,6 +130,7 @@ loom_status loom_seq_forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int
             st0[i] = init ? init[i] : loom_tape_zeros(t, B, H);
             if (!st0[i]) return init ? loom_error_set(LOOM_EARG, "seq: initial state %d (layer %d part %d) is NULL", i, l, k)
                                      : loom_tape_status(t);
+            if (loom_tape_check(t, "seq: initial state", &st0[i], 1) != LOOM_OK) return loom_tape_status(t);
             if (st0[i]->rows != B || st0[i]->cols != H)
                 return loom_error_set(LOOM_ESHAPE, "seq: initial state of layer %d part %d is [%dx%d], expected [%dx%d]", l, k,
                                       st0[i]->rows, st0[i]->cols, B, H);
@@ -130,14 +154,35 @@ loom_status loom_seq_forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int
     return loom_tape_status(t);
 }
 
+/* A failed forward also marks the tape, so a chain of ops after it can be checked once at its end. */
+static loom_status mark(loom_tape *t, loom_status st)
+{
+    if (st != LOOM_OK && t && loom_tape_status(t) == LOOM_OK) loom_tape_fail(t, st, "%s", loom_error_message());
+    return st;
+}
+
+loom_status loom_seq_forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths,
+                                  int train, loom_tensor *const *init, loom_rng *rng, loom_seq_out *out)
+{
+    if (!out) return mark(t, loom_error_set(LOOM_EARG, "seq: out is NULL"));
+    memset(out, 0, sizeof *out);
+    if (!s || !t) return loom_error_set(LOOM_EARG, "seq: %s is NULL", s ? "tape" : "stack");
+    if (loom_tape_status(t) != LOOM_OK) return loom_tape_status(t);
+    return mark(t, forward_from(s, t, x, T, B, lengths, train, init, rng, out));
+}
+
 loom_status loom_seq_forward(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths, int train,
                              const loom_state *init, loom_rng *rng, loom_seq_out *out)
 {
+    if (!out) return mark(t, loom_error_set(LOOM_EARG, "seq: out is NULL"));
     memset(out, 0, sizeof *out);
+    if (!s || !t) return loom_error_set(LOOM_EARG, "seq: %s is NULL", s ? "tape" : "stack");
+    if (loom_tape_status(t) != LOOM_OK) return loom_tape_status(t);
     if (!init || !s->cells) return loom_seq_forward_from(s, t, x, T, B, lengths, train, NULL, rng, out);
     if (loom_state_batch(init) != B)
-        return loom_error_set(LOOM_ESTATE, "seq: batch %d differs from the state's batch %d", B, loom_state_batch(init));
-    if (!loom_state_fits(init, s)) return loom_error_set(LOOM_ESTATE, "seq: the state was made for another stack");
+        return mark(t, loom_error_set(LOOM_ESTATE, "seq: batch %d differs from the state's batch %d", B,
+                                      loom_state_batch(init)));
+    if (!loom_state_fits(init, s)) return mark(t, loom_error_set(LOOM_ESTATE, "seq: the state was made for another stack"));
     int P = loom_seq_state_count(s);
     loom_tensor **st0 = loom_arena_alloc(loom_tape_arena(t), (size_t)P * sizeof *st0);
     if (!st0) return loom_tape_fail(t, LOOM_ENOMEM, "seq: out of memory"), LOOM_ENOMEM;

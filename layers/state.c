@@ -4,7 +4,7 @@
 #include "internal.h"
 
 struct loom_state {
-    int batch, parts;
+    int batch, parts, layers;
     int *hidden;   /* [parts] H of each part */
     size_t *off;   /* [parts + 1] floats before each part */
     int *first;    /* [layers + 1] index of each layer's first part */
@@ -13,6 +13,7 @@ struct loom_state {
 
 int loom_seq_state_count(const loom_seq *s)
 {
+    if (!s) return LOOM_NULL_ARG("seq_state_count", "stack"), 0;
     int n = 0;
     for (int l = 0; l < s->layers; l++) n += s->cells[l].n_state;
     return n;
@@ -20,6 +21,10 @@ int loom_seq_state_count(const loom_seq *s)
 
 int loom_seq_state_index(const loom_seq *s, int layer, int k)
 {
+    if (!s) return LOOM_NULL_ARG("seq_state_index", "stack"), -1;
+    if (layer < 0 || layer >= s->layers || k < 0 || k >= s->cells[layer].n_state)
+        return loom_error_set(LOOM_EARG, "seq_state_index: layer %d part %d does not exist (the stack has %d layers)",
+                              layer, k, s->layers), -1;
     int n = 0;
     for (int l = 0; l < layer; l++) n += s->cells[l].n_state;
     return n + k;
@@ -27,10 +32,9 @@ int loom_seq_state_index(const loom_seq *s, int layer, int k)
 
 loom_state *loom_state_new(const loom_seq *s, int batch)
 {
-    if (!s || !s->cells || batch <= 0) {
-        loom_error_set(LOOM_EARG, "state: needs an initialised stack and a positive batch (got %d)", batch);
-        return NULL;
-    }
+    if (!s) return LOOM_NULL_ARG("state_new", "stack"), NULL;
+    if (!s->cells) return loom_error_set(LOOM_ESTATE, "state_new: the stack is not initialised (loom_seq_init)"), NULL;
+    if (batch <= 0) return loom_error_set(LOOM_EARG, "state_new: batch %d is not positive", batch), NULL;
     int P = loom_seq_state_count(s);
     loom_state *st = loom_calloc(1, sizeof *st);
     if (st) {
@@ -45,6 +49,7 @@ loom_state *loom_state_new(const loom_seq *s, int batch)
     }
     st->batch = batch;
     st->parts = P;
+    st->layers = s->layers;
     for (int l = 0, i = 0; l < s->layers; l++) {
         st->first[l] = i;
         for (int k = 0; k < s->cells[l].n_state; k++, i++) {
@@ -71,18 +76,36 @@ void loom_state_free(loom_state *st)
     loom_free(st);
 }
 
-void loom_state_zero(loom_state *st) { memset(st->data, 0, st->off[st->parts] * sizeof(float)); }
-int loom_state_batch(const loom_state *st) { return st->batch; }
-float *loom_state_part(loom_state *st, int layer, int k) { return st->data + st->off[st->first[layer] + k]; }
+void loom_state_zero(loom_state *st)
+{
+    if (!st) {
+        LOOM_NULL_ARG("state_zero", "state");
+        return;
+    }
+    memset(st->data, 0, st->off[st->parts] * sizeof(float));
+}
+
+int loom_state_batch(const loom_state *st) { return st ? st->batch : (LOOM_NULL_ARG("state_batch", "state"), 0); }
+
+float *loom_state_part(loom_state *st, int layer, int k)
+{
+    if (!st) return LOOM_NULL_ARG("state_part", "state"), NULL;
+    if (layer < 0 || layer >= st->layers || k < 0 || k >= st->first[layer + 1] - st->first[layer])
+        return loom_error_set(LOOM_EARG, "state_part: layer %d part %d does not exist (the state has %d layers)",
+                              layer, k, st->layers), NULL;
+    return st->data + st->off[st->first[layer] + k];
+}
 
 float *loom_state_data(loom_state *st, size_t *n)
 {
-    if (n) *n = st->off[st->parts];
-    return st->data;
+    if (n) *n = st ? st->off[st->parts] : 0;
+    return st ? st->data : (LOOM_NULL_ARG("state_data", "state"), NULL);
 }
 
 loom_status loom_state_copy(loom_state *dst, const loom_state *src)
 {
+    if (!dst) return LOOM_NULL_ARG("state_copy", "destination");
+    if (!src) return LOOM_NULL_ARG("state_copy", "source");
     if (dst->batch != src->batch || dst->parts != src->parts || dst->off[dst->parts] != src->off[src->parts])
         return loom_error_set(LOOM_ESTATE, "state copy: a state of batch %d and %d parts into one of batch %d and %d parts",
                               src->batch, src->parts, dst->batch, dst->parts);
@@ -92,6 +115,8 @@ loom_status loom_state_copy(loom_state *dst, const loom_state *src)
 
 loom_status loom_state_store(loom_state *st, const loom_seq_out *out)
 {
+    if (!st) return LOOM_NULL_ARG("state_store", "state");
+    if (!out) return LOOM_NULL_ARG("state_store", "out");
     if (!out->last || out->n_last != st->parts)
         return loom_error_set(LOOM_ESTATE, "state store: the forward pass gave %d state parts, the state holds %d",
                               out->n_last, st->parts);

@@ -262,6 +262,7 @@ Test(seq, bad_shapes_and_lengths_are_errors)
     cr_expect_eq(loom_seq_forward(&m.seq, t, m.x, 4, 4, NULL, 0, NULL, NULL, &o), LOOM_ESHAPE);
     cr_expect(strstr(loom_error_message(), "T=4 x B=4") != NULL, "%s", loom_error_message());
     int bad[4] = {5, 6, 1, 1};
+    loom_tape_reset(t);
     cr_expect_eq(loom_seq_forward(&m.seq, t, m.x, 5, 4, bad, 0, NULL, NULL, &o), LOOM_EARG);
     cr_expect(strstr(loom_error_message(), "length 6 of sequence 1") != NULL, "%s", loom_error_message());
     loom_cell c[2];

@@ -92,6 +92,9 @@ Test(state, a_state_from_another_stack_is_refused)
     loom_seq_out o;
     cr_expect_eq(loom_seq_forward(&a.seq, t, x, 4, 2, NULL, 0, sb, NULL, &o), LOOM_ESTATE);
     cr_expect(strstr(loom_error_message(), "another stack"), "%s", loom_error_message());
+    cr_expect_eq(loom_tape_status(t), LOOM_ESTATE, "the failed forward marks the tape");
+    loom_tape_reset(t);
+    x = loom_tape_zeros(t, 8, 3);
     cr_expect_eq(loom_seq_forward(&b.seq, t, x, 2, 4, NULL, 0, sb, NULL, &o), LOOM_ESTATE);
     cr_expect(strstr(loom_error_message(), "batch 4 differs from the state's batch 2"), "%s", loom_error_message());
     loom_state_free(sb);
@@ -311,3 +314,34 @@ Test(freeze, frozen_parameters_are_untouched_by_every_optimizer)
         stack_free(&s);
     }
 }
+
+/* ---- one error channel ---- */
+
+Test(errors, a_failed_layer_call_keeps_its_message_through_the_chain)
+{
+    /* A batch that does not fit the state, then ops on the missing output: the first
+     * message survives, and the tape holds its status, so one check at the end suffices. */
+    loom_cell c;
+    loom_lstm_init(&c, 3, 4, 0.0f);
+    loom_seq s;
+    cr_assert_eq(loom_seq_init(&s, &c, 1, 0.0f), LOOM_OK);
+    loom_params *ps = loom_params_new();
+    cr_assert_eq(loom_seq_declare(&s, ps, "lstm"), LOOM_OK);
+    loom_rng r = loom_rng_init(1);
+    cr_assert_eq(loom_params_alloc(ps, &r), LOOM_OK);
+    loom_state *st = loom_state_new(&s, 2);
+    loom_tape *t = loom_tape_new(0);
+    loom_tensor *x = loom_tape_zeros(t, 4 * 3, 3);
+    loom_seq_out o;
+    cr_expect_eq(loom_seq_forward(&s, t, x, 4, 3, NULL, 1, st, NULL, &o), LOOM_ESTATE);
+    int tgt[12] = {0};
+    loom_tensor *loss = loom_op_softmax_ce(t, loom_op_tanh(t, o.y), tgt, NULL);
+    cr_expect_null(loss);
+    cr_expect_eq(loom_tape_status(t), LOOM_ESTATE);
+    cr_expect(strstr(loom_error_message(), "batch 3 differs from the state's batch 2"), "%s", loom_error_message());
+    loom_state_free(st);
+    loom_tape_free(t);
+    loom_seq_free(&s);
+    loom_params_free(ps);
+}
+

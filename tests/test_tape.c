@@ -169,3 +169,55 @@ Test(arena, grows_then_coalesces_on_reset)
     cr_expect_eq(loom_alloc_count(), before, "second pass fits in the merged chunk");
     loom_arena_free(a);
 }
+
+/* ---- one error channel ---- */
+
+Test(errors, a_null_after_a_failed_allocation_keeps_the_allocation_message)
+{
+    loom_tape *t = loom_tape_new(0);
+    loom_tensor *bad = loom_tape_tensor(t, -1, 3); /* fails: marks the tape */
+    cr_expect_null(loom_op_tanh(t, bad));
+    cr_expect(strstr(loom_error_message(), "sizes must be positive"), "%s", loom_error_message());
+    loom_tape_reset(t);
+    /* A failure outside the tape (a heap tensor) followed by ops on its NULL. */
+    cr_expect_null(loom_tensor_new(0, 3, 0));
+    cr_expect_null(loom_op_sigmoid(t, NULL));
+    cr_expect_eq(loom_tape_status(t), LOOM_ESHAPE);
+    cr_expect(strstr(loom_error_message(), "tensor_new: [0x3]"), "%s", loom_error_message());
+    loom_tape_reset(t);
+    cr_expect_null(loom_op_sigmoid(t, NULL)); /* a NULL with no failure before it is the caller's */
+    cr_expect(strstr(loom_error_message(), "sigmoid: input 0 is NULL"), "%s", loom_error_message());
+    loom_tape_free(t);
+}
+
+Test(errors, a_tensor_of_an_earlier_step_is_refused)
+{
+    /* The check reads the stale header, so it sees it while the arena has not reused
+     * that memory: here the new step allocates less than the old one did. */
+    loom_tape *t = loom_tape_new(0);
+    cr_assert_not_null(loom_tape_zeros(t, 2, 2));
+    loom_tensor *old = loom_tape_zeros(t, 2, 2);
+    loom_tape_reset(t);
+    loom_tensor *now = loom_tape_zeros(t, 2, 2);
+    cr_expect_null(loom_op_add(t, now, old));
+    cr_expect_eq(loom_tape_status(t), LOOM_ESTATE);
+    cr_expect(strstr(loom_error_message(), "add: input 1 is a tensor of an earlier step"), "%s", loom_error_message());
+    loom_tape_free(t);
+}
+
+Test(errors, requires_grad_set_on_a_heap_tensor_after_creation)
+{
+    /* The gradient it then gets is its own heap memory, freed with it (ASan checks the free). */
+    loom_tensor *w = loom_tensor_new(2, 3, 0);
+    for (int i = 0; i < 6; i++) w->data[i] = 0.1f * (float)i;
+    w->requires_grad = 1;
+    loom_tape *t = loom_tape_new(0);
+    for (int step = 0; step < 2; step++) {
+        loom_tape_reset(t);
+        loom_tensor *l = loom_op_sum(t, loom_op_mul(t, w, w));
+        cr_assert_eq(loom_tape_backward(t, l), LOOM_OK, "%s", loom_error_message());
+    }
+    cr_expect_float_eq(w->grad[5], 2 * 2 * 0.5f, 1e-6, "two steps accumulate 2w each");
+    loom_tape_free(t);
+    loom_tensor_free(w);
+}
