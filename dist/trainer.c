@@ -176,8 +176,7 @@ static loom_status task_args(const loom_trainer *tr, const loom_task *task, cons
 {
     loom_status st = loom_trainer_usable(tr, fn);
     if (st != LOOM_OK) return st;
-    if (!task) return loom_error_set(LOOM_EARG, "%s: task is NULL", fn);
-    if (!task->forward) return loom_error_set(LOOM_EARG, "%s: task->forward is NULL", fn);
+    if (!task || !task->forward) return loom_error_set(LOOM_EARG, "%s: task%s is NULL", fn, task ? "->forward" : "");
     return LOOM_OK;
 }
 

@@ -161,23 +161,27 @@ static loom_status mark(loom_tape *t, loom_status st)
     return st;
 }
 
-loom_status loom_seq_forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths,
-                                  int train, loom_tensor *const *init, loom_rng *rng, loom_seq_out *out)
+/* What both forward calls check first: their pointers, and a tape that has not failed. */
+static loom_status begin(loom_seq *s, loom_tape *t, loom_seq_out *out)
 {
     if (!out) return mark(t, loom_error_set(LOOM_EARG, "seq: out is NULL"));
     memset(out, 0, sizeof *out);
     if (!s || !t) return loom_error_set(LOOM_EARG, "seq: %s is NULL", s ? "tape" : "stack");
-    if (loom_tape_status(t) != LOOM_OK) return loom_tape_status(t);
-    return mark(t, forward_from(s, t, x, T, B, lengths, train, init, rng, out));
+    return loom_tape_status(t);
+}
+
+loom_status loom_seq_forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths,
+                                  int train, loom_tensor *const *init, loom_rng *rng, loom_seq_out *out)
+{
+    loom_status st = begin(s, t, out);
+    return st != LOOM_OK ? st : mark(t, forward_from(s, t, x, T, B, lengths, train, init, rng, out));
 }
 
 loom_status loom_seq_forward(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths, int train,
                              const loom_state *init, loom_rng *rng, loom_seq_out *out)
 {
-    if (!out) return mark(t, loom_error_set(LOOM_EARG, "seq: out is NULL"));
-    memset(out, 0, sizeof *out);
-    if (!s || !t) return loom_error_set(LOOM_EARG, "seq: %s is NULL", s ? "tape" : "stack");
-    if (loom_tape_status(t) != LOOM_OK) return loom_tape_status(t);
+    loom_status st = begin(s, t, out);
+    if (st != LOOM_OK) return st;
     if (!init || !s->cells) return loom_seq_forward_from(s, t, x, T, B, lengths, train, NULL, rng, out);
     if (loom_state_batch(init) != B)
         return mark(t, loom_error_set(LOOM_ESTATE, "seq: batch %d differs from the state's batch %d", B,
