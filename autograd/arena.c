@@ -67,6 +67,7 @@ void loom_arena_free(loom_arena *a)
 
 void *loom_arena_alloc(loom_arena *a, size_t bytes)
 {
+    if (!a) return LOOM_NULL_ARG("arena_alloc", "arena"), NULL;
     size_t need = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     if (need == 0) need = ARENA_ALIGN;
     chunk *c = a->head;
@@ -87,6 +88,10 @@ void *loom_arena_alloc(loom_arena *a, size_t bytes)
 
 void loom_arena_reset(loom_arena *a)
 {
+    if (!a) {
+        LOOM_NULL_ARG("arena_reset", "arena");
+        return;
+    }
     if (a->head->next) {
         /* Several chunks means the step outgrew the arena: merge into one big enough for it. */
         size_t cap = a->capacity;
@@ -103,5 +108,14 @@ void loom_arena_reset(loom_arena *a)
     a->used_total = 0;
 }
 
-size_t loom_arena_used(const loom_arena *a) { return a->used_total; }
-size_t loom_arena_capacity(const loom_arena *a) { return a->capacity; }
+size_t loom_arena_used(const loom_arena *a)
+{
+    if (!a) return LOOM_NULL_ARG("arena_used", "arena"), 0;
+    return a->used_total;
+}
+
+size_t loom_arena_capacity(const loom_arena *a)
+{
+    if (!a) return LOOM_NULL_ARG("arena_capacity", "arena"), 0;
+    return a->capacity;
+}

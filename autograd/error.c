@@ -20,11 +20,13 @@ void loom_error_clear(void) { err_msg[0] = '\0'; }
 loom_status loom_error_set(loom_status status, const char *fmt, ...)
 {
     /* Formatted apart first: a message may quote the previous one (loom_error_message()). */
-    char msg[sizeof err_msg];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    char msg[sizeof err_msg] = "(no message)";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+    }
     memcpy(err_msg, msg, sizeof msg);
     err_count++;
     err_status = status;
@@ -82,11 +84,25 @@ static double sum_blocked(const float *x, size_t n, int squares)
     return s;
 }
 
-double loom_kernel_sum(const float *x, size_t n) { return sum_blocked(x, n, 0); }
-double loom_kernel_sumsq(const float *x, size_t n) { return sum_blocked(x, n, 1); }
+double loom_kernel_sum(const float *x, size_t n)
+{
+    if (!x && n) return LOOM_NULL_ARG("kernel_sum", "x"), 0.0;
+    return sum_blocked(x, n, 0);
+}
+
+double loom_kernel_sumsq(const float *x, size_t n)
+{
+    if (!x && n) return LOOM_NULL_ARG("kernel_sumsq", "x"), 0.0;
+    return sum_blocked(x, n, 1);
+}
 
 void loom_kernel_add_colsum(float *g, const float *dout, int rows, int cols)
 {
+    if ((!g || !dout) && rows > 0 && cols > 0) {
+        if (!g) LOOM_NULL_ARG("kernel_add_colsum", "g");
+        else LOOM_NULL_ARG("kernel_add_colsum", "x");
+        return;
+    }
     /* Each thread owns a range of columns and walks rows in order: same bits on any thread count. */
     LOOM_PARALLEL_IF((long)rows * cols >= LOOM_PAR_MIN, {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();

@@ -150,17 +150,23 @@ static void set_name(char dst[64], const char *const *names, int k)
     else snprintf(dst, 64, "tensor %d", k);
 }
 
-loom_status loom_gradcheck_named(loom_scalar_fn fn, void *ctx, loom_tensor *const *wrt, const char *const *names, int n,
-                                 float eps, double floor, loom_gradcheck_result *res)
+/* loom_gradcheck_named, with `who` the public call that names its NULL arguments. */
+static loom_status gradcheck_run(const char *who, loom_scalar_fn fn, void *ctx, loom_tensor *const *wrt,
+                                 const char *const *names, int n, float eps, double floor, loom_gradcheck_result *res)
 {
-    if (!res) return loom_error_set(LOOM_EARG, "gradcheck: res is NULL");
+    if (!res) return loom_error_set(LOOM_EARG, "%s: out is NULL", who);
     reset(res);
-    if (!fn || !wrt || n <= 0 || isnan(eps) || isinf(eps) || !(floor >= 0))
-        return loom_error_set(LOOM_EARG, "gradcheck: needs fn, n > 0 tensors, a finite eps (<= 0: automatic) and floor >= 0");
+    if (!fn) return loom_error_set(LOOM_EARG, "%s: fn is NULL", who);
+    if (!wrt) return loom_error_set(LOOM_EARG, "%s: wrt is NULL", who);
+    if (n <= 0 || isnan(eps) || isinf(eps) || !(floor >= 0))
+        return loom_error_set(LOOM_EARG, "%s: needs n > 0 tensors (got %d), a finite eps (<= 0: automatic) and "
+                              "floor >= 0", who, n);
     size_t total = 0;
     for (int k = 0; k < n; k++) {
-        if (!wrt[k] || !wrt[k]->grad || !wrt[k]->requires_grad)
-            return loom_error_set(LOOM_EARG, "gradcheck: tensor %d has no gradient buffer (use a parameter or a tensor made with requires_grad)", k);
+        if (!wrt[k]) return loom_error_set(LOOM_EARG, "%s: wrt[%d] is NULL", who, k);
+        if (!wrt[k]->grad || !wrt[k]->requires_grad)
+            return loom_error_set(LOOM_EARG, "%s: tensor %d has no gradient buffer (use a parameter or a tensor made "
+                                  "with requires_grad)", who, k);
         total += loom_tensor_size(wrt[k]);
     }
     gc g = {.fn = fn, .ctx = ctx, .t = loom_tape_new(0)};
@@ -219,16 +225,25 @@ loom_status loom_gradcheck_named(loom_scalar_fn fn, void *ctx, loom_tensor *cons
     return st;
 }
 
+loom_status loom_gradcheck_named(loom_scalar_fn fn, void *ctx, loom_tensor *const *wrt, const char *const *names, int n,
+                                 float eps, double floor, loom_gradcheck_result *res)
+{
+    return gradcheck_run("gradcheck_named", fn, ctx, wrt, names, n, eps, floor, res);
+}
+
 loom_status loom_gradcheck(loom_scalar_fn fn, void *ctx, loom_tensor *const *wrt, int n, float eps, double floor,
                            loom_gradcheck_result *res)
 {
-    return loom_gradcheck_named(fn, ctx, wrt, NULL, n, eps, floor, res);
+    return gradcheck_run("gradcheck", fn, ctx, wrt, NULL, n, eps, floor, res);
 }
 
 loom_status loom_gradcheck_params(loom_scalar_fn fn, void *ctx, loom_params *ps, float eps, double floor,
                                   loom_gradcheck_result *res)
 {
-    if (!ps) return loom_error_set(LOOM_EARG, "gradcheck_params: ps is NULL");
+    if (!res) return LOOM_NULL_ARG("gradcheck_params", "out");
+    reset(res);
+    if (!fn) return LOOM_NULL_ARG("gradcheck_params", "fn");
+    if (!ps) return LOOM_NULL_ARG("gradcheck_params", "ps");
     int total = loom_params_count(ps), n = 0;
     loom_tensor **wrt = loom_malloc((size_t)(total ? total : 1) * sizeof *wrt);
     const char **names = loom_malloc((size_t)(total ? total : 1) * sizeof *names);
@@ -244,8 +259,7 @@ loom_status loom_gradcheck_params(loom_scalar_fn fn, void *ctx, loom_params *ps,
         names[n++] = loom_params_name(ps, i);
     }
     if (st == LOOM_OK && n == 0) st = loom_error_set(LOOM_EARG, "gradcheck_params: no parameter requires a gradient");
-    if (st == LOOM_OK) st = loom_gradcheck_named(fn, ctx, wrt, names, n, eps, floor, res);
-    else if (res) reset(res);
+    if (st == LOOM_OK) st = gradcheck_run("gradcheck_params", fn, ctx, wrt, names, n, eps, floor, res);
     loom_free(wrt);
     loom_free(names);
     return st;
@@ -271,7 +285,8 @@ static void append(char *buf, size_t n, int *len, const char *fmt, ...)
 
 int loom_gradcheck_format(const loom_gradcheck_result *res, char *buf, size_t n)
 {
-    if (!res || (!buf && n)) return -1;
+    if (!res) return LOOM_NULL_ARG("gradcheck_format", "res"), -1;
+    if (!buf && n) return LOOM_NULL_ARG("gradcheck_format", "buf"), -1;
     int len = 0;
     if (res->checked)
         append(buf, n, &len, "worst relative error %.1e at %s[%zu] (analytic %.3g, numeric %.3g)", res->worst_rel_err,

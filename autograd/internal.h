@@ -4,6 +4,10 @@
 
 #include "loom_autograd.h"
 
+/* The error of a public call given NULL for a required pointer: "fn: what is NULL"
+ * (the same macro as the layers' internal.h). */
+#define LOOM_NULL_ARG(fn, what) loom_error_set(LOOM_EARG, fn ": " what " is NULL")
+
 /* Fixed-size blocks make reductions give the same bits on any thread count. */
 #define LOOM_RED_BLOCK 4096
 

@@ -1,5 +1,12 @@
 /* loom autograd: tensors, arena, flat parameter store, tape, ops, RNG, gradcheck.
- * Everything is float32, row-major, two-dimensional [rows x cols]. */
+ * Everything is float32, row-major, two-dimensional [rows x cols].
+ *
+ * Arguments. A pointer argument may not be NULL unless its comment says what NULL
+ * means; a data buffer may also be NULL when its count is 0. A NULL where one is
+ * required gives LOOM_EARG with a message naming the call and the argument
+ * ("params_add: name is NULL"); a call that returns a pointer or a number gives
+ * NULL or 0 (-1 where stated) with that message, and a void call does nothing but
+ * leave the message. The free functions take NULL, as free() does. */
 #ifndef LOOM_AUTOGRAD_H
 #define LOOM_AUTOGRAD_H
 
@@ -19,12 +26,14 @@ typedef enum {
     LOOM_ENOMEM = -3,  /* an allocation failed */
     LOOM_EIO = -4,     /* a file could not be read or written */
     LOOM_EFORMAT = -5, /* a file's contents are not what was expected */
-    LOOM_ESTATE = -6   /* the call does not fit the object's state */
+    LOOM_ESTATE = -6,  /* the call does not fit the object's state */
+    LOOM_ESTOPPED = -7 /* a run stopped early on request (a signal), after saving what it could */
 } loom_status;
 
 /* The message of the last failed call on this thread ("" when none). */
 const char *loom_error_message(void);
-/* Records a failure with a printf-style message; returns the status for chaining. */
+/* Records a failure with a printf-style message; returns the status for chaining.
+ * fmt NULL records the status with the message "(no message)". */
 loom_status loom_error_set(loom_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -58,9 +67,13 @@ typedef struct loom_tensor {
 loom_tensor *loom_tensor_new(int rows, int cols, int requires_grad);
 /* Frees a tensor made by loom_tensor_new. */
 void loom_tensor_free(loom_tensor *t);
-/* Number of elements. */
-static inline size_t loom_tensor_size(const loom_tensor *t) { return (size_t)t->rows * (size_t)t->cols; }
-/* Sets every element of the tensor's gradient to zero (no-op without one). */
+/* Number of elements (0 and an error for NULL). */
+static inline size_t loom_tensor_size(const loom_tensor *t)
+{
+    if (!t) return (size_t)(loom_error_set(LOOM_EARG, "tensor_size: tensor is NULL"), 0);
+    return (size_t)t->rows * (size_t)t->cols;
+}
+/* Sets every element of the tensor's gradient to zero (no-op without one, or for NULL). */
 void loom_tensor_zero_grad(loom_tensor *t);
 
 /* ---------------------------------------------------------------- arena */
@@ -123,19 +136,21 @@ loom_params *loom_params_new(void);
 void loom_params_free(loom_params *p);
 /* Declares a named [rows x cols] parameter; the view's data is valid after alloc(). */
 loom_tensor *loom_params_add(loom_params *p, const char *name, int rows, int cols, loom_init init);
-/* Allocates the flat buffers and draws every initial value from rng, in declaration order. */
+/* Allocates the flat buffers and draws every initial value from rng, in declaration order.
+ * rng may be NULL when no parameter has a random (uniform or normal) init; otherwise
+ * NULL is refused with LOOM_EARG and nothing is allocated. */
 loom_status loom_params_alloc(loom_params *p, loom_rng *rng);
-/* Sets the whole gradient buffer to zero. */
+/* Sets the whole gradient buffer to zero (nothing to do before alloc()). */
 void loom_params_zero_grad(loom_params *p);
-/* Total number of floats, and the flat buffers. */
+/* Total number of floats, and the flat buffers (NULL before alloc(), with no error). */
 size_t loom_params_size(const loom_params *p);
 float *loom_params_data(loom_params *p);
 float *loom_params_grad(loom_params *p);
-/* Number of views, and view i's name and tensor. */
+/* Number of views, and view i's name and tensor (NULL and an error when i is out of range). */
 int loom_params_count(const loom_params *p);
 const char *loom_params_name(const loom_params *p, int i);
 loom_tensor *loom_params_view(loom_params *p, int i);
-/* The view with this name, or NULL. */
+/* The view with this name, or NULL (with no error when there is none). */
 loom_tensor *loom_params_find(loom_params *p, const char *name);
 /* Freezes (1) or unfreezes (0) a parameter by name: a frozen one gets no gradient (its
  * view's requires_grad is 0), and loom_optim_step_params leaves it as it is. Frozen and
@@ -197,12 +212,16 @@ loom_status loom_tape_status(const loom_tape *t);
 int loom_tape_length(const loom_tape *t);
 
 /* Records a custom op. Returns the node (fill i/f/ctx) or NULL in no-grad mode
- * or when no input requires a gradient; out->requires_grad is set to match. */
+ * or when no input requires a gradient; out->requires_grad is set to match.
+ * op (the name in messages) may be NULL; out, backward or in (or an entry of it)
+ * NULL fails the tape and gives NULL. */
 loom_node *loom_tape_record(loom_tape *t, const char *op, loom_backward_fn backward, loom_tensor *out,
                             loom_tensor *const *in, int n_in);
-/* The gradient buffer of a tensor, zero-filled from the arena on first use. */
+/* The gradient buffer of a tensor, zero-filled from the arena on first use.
+ * x NULL fails the tape and gives NULL. */
 float *loom_tape_grad(loom_tape *t, loom_tensor *x);
-/* Fails an op: records the first error on the tape and returns NULL. */
+/* Fails an op: records the first error on the tape and returns NULL. With t NULL
+ * there is no tape to mark: the error (LOOM_EARG) says so and quotes the message. */
 loom_tensor *loom_tape_fail(loom_tape *t, loom_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
@@ -212,7 +231,8 @@ loom_tensor *loom_tape_fail(loom_tape *t, loom_status status, const char *fmt, .
 /* ---------------------------------------------------------------- ops
  * Each op returns a new per-step tensor, or NULL with a message (see
  * loom_error_message) when a shape or argument is wrong or an input is NULL;
- * so a chain of ops can be checked once at its end. */
+ * so a chain of ops can be checked once at its end. A NULL tape gives NULL and
+ * the error with nothing marked; any other NULL argument also fails the tape. */
 
 /* op(a) @ op(b), where op transposes when ta / tb is nonzero (CBLAS sgemm). */
 loom_tensor *loom_op_matmul(loom_tape *t, loom_tensor *a, loom_tensor *b, int ta, int tb);
@@ -318,7 +338,8 @@ typedef struct loom_gradcheck_result {
  * element a kink. */
 loom_status loom_gradcheck(loom_scalar_fn fn, void *ctx, loom_tensor *const *wrt, int n, float eps, double floor,
                            loom_gradcheck_result *out);
-/* The same, naming tensor k names[k] in the result (names or names[k] may be NULL). */
+/* The same, naming tensor k names[k] in the result (names or names[k] may be NULL;
+ * ctx may be NULL with any call, it is fn's). */
 loom_status loom_gradcheck_named(loom_scalar_fn fn, void *ctx, loom_tensor *const *wrt, const char *const *names, int n,
                                  float eps, double floor, loom_gradcheck_result *out);
 /* The same over every parameter of ps whose view has requires_grad set (frozen ones,
@@ -328,10 +349,13 @@ loom_status loom_gradcheck_params(loom_scalar_fn fn, void *ctx, loom_params *ps,
 /* One line describing res into buf (at most n bytes, terminated when n > 0), e.g.
  * "worst relative error 3.1e-04 at lstm.weight_hh_l0[17] (analytic 0.0123, numeric 0.0124);
  * 1200 elements; 2 skipped at kinks (first: rnn.bias_l0[3])". Returns the line's length
- * as snprintf does (n or more when cut), or -1 when res is NULL. */
+ * as snprintf does (n or more when cut), or -1 when res is NULL or buf is NULL with n > 0
+ * (buf may be NULL with n == 0, to measure). */
 int loom_gradcheck_format(const loom_gradcheck_result *res, char *buf, size_t n);
 
-/* ---------------------------------------------------------------- kernels */
+/* ---------------------------------------------------------------- kernels
+ * Each checks its pointers once on entry: NULL with a nonzero size is an error
+ * (nothing done, 0 returned). */
 
 /* g[c] += sum over rows of x[r][c]; same bits on any thread count. */
 void loom_kernel_add_colsum(float *g, const float *x, int rows, int cols);

@@ -161,7 +161,7 @@ loom_tensor *loom_op_select_rows(loom_tape *t, const unsigned char *keep, loom_t
 {
     loom_tensor *in[2] = {a, b};
     if (loom_tape_null_inputs(t, "select_rows", in, 2)) return NULL;
-    if (!keep) return loom_tape_fail(t, LOOM_EARG, "select_rows: keep mask is NULL");
+    if (!keep) return loom_tape_fail(t, LOOM_EARG, "select_rows: keep is NULL");
     if (a->rows != b->rows || a->cols != b->cols)
         return loom_tape_fail(t, LOOM_ESHAPE, "select_rows: [%dx%d] vs [%dx%d]: shapes differ", a->rows, a->cols,
                               b->rows, b->cols);

@@ -21,7 +21,9 @@ static void concat_backward(loom_node *nd)
 
 loom_tensor *loom_op_concat(loom_tape *t, loom_tensor *const *parts, int n)
 {
-    if (n <= 0 || !parts) return loom_tape_fail(t, LOOM_EARG, "concat: needs at least one part (got %d)", n);
+    if (!t) return LOOM_NULL_ARG("concat", "tape"), NULL;
+    if (n <= 0) return loom_tape_fail(t, LOOM_EARG, "concat: n is %d; needs at least one part", n);
+    if (!parts) return loom_tape_fail(t, LOOM_EARG, "concat: parts is NULL");
     if (loom_tape_null_inputs(t, "concat", parts, n)) return NULL;
     int cols = 0;
     for (int k = 0; k < n; k++) {
@@ -58,7 +60,9 @@ static void vstack_backward(loom_node *nd)
 
 loom_tensor *loom_op_vstack(loom_tape *t, loom_tensor *const *parts, int n)
 {
-    if (n <= 0 || !parts) return loom_tape_fail(t, LOOM_EARG, "vstack: needs at least one part (got %d)", n);
+    if (!t) return LOOM_NULL_ARG("vstack", "tape"), NULL;
+    if (n <= 0) return loom_tape_fail(t, LOOM_EARG, "vstack: n is %d; needs at least one part", n);
+    if (!parts) return loom_tape_fail(t, LOOM_EARG, "vstack: parts is NULL");
     if (loom_tape_null_inputs(t, "vstack", parts, n)) return NULL;
     int rows = 0;
     for (int k = 0; k < n; k++) {
@@ -167,7 +171,8 @@ static void embedding_backward(loom_node *nd)
 loom_tensor *loom_op_embedding(loom_tape *t, loom_tensor *table, const int *idx, int n)
 {
     if (loom_tape_null_inputs(t, "embedding", &table, 1)) return NULL;
-    if (!idx || n <= 0) return loom_tape_fail(t, LOOM_EARG, "embedding: needs n > 0 indices (got %d)", n);
+    if (n <= 0) return loom_tape_fail(t, LOOM_EARG, "embedding: needs n > 0 indices (got %d)", n);
+    if (!idx) return loom_tape_fail(t, LOOM_EARG, "embedding: idx is NULL");
     for (int r = 0; r < n; r++)
         if (idx[r] < 0 || idx[r] >= table->rows)
             return loom_tape_fail(t, LOOM_EARG, "embedding: index %d at position %d is outside table [%dx%d]", idx[r],

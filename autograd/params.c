@@ -70,6 +70,8 @@ void loom_params_free(loom_params *p)
 
 loom_tensor *loom_params_add(loom_params *p, const char *name, int rows, int cols, loom_init init)
 {
+    if (!p) return LOOM_NULL_ARG("params_add", "params"), NULL;
+    if (!name) return LOOM_NULL_ARG("params_add", "name"), NULL;
     if (p->data) {
         loom_error_set(LOOM_ESTATE, "params_add: '%s': the store is already allocated", name);
         return NULL;
@@ -112,7 +114,12 @@ loom_tensor *loom_params_add(loom_params *p, const char *name, int rows, int col
 
 loom_status loom_params_alloc(loom_params *p, loom_rng *rng)
 {
+    if (!p) return LOOM_NULL_ARG("params_alloc", "params");
     if (p->data) return loom_error_set(LOOM_ESTATE, "params_alloc: already allocated");
+    for (int i = 0; i < p->n && !rng; i++)
+        if (p->e[i].init.kind == LOOM_INIT_UNIFORM || p->e[i].init.kind == LOOM_INIT_NORMAL)
+            return loom_error_set(LOOM_EARG, "params_alloc: rng is NULL but parameter '%s' has a random init",
+                                  p->e[i].name);
     p->data = loom_calloc(p->size, sizeof(float));
     p->grad = loom_calloc(p->size, sizeof(float));
     if (!p->data || !p->grad) return LOOM_ENOMEM;
@@ -134,16 +141,61 @@ loom_status loom_params_alloc(loom_params *p, loom_rng *rng)
     return LOOM_OK;
 }
 
-void loom_params_zero_grad(loom_params *p) { memset(p->grad, 0, p->size * sizeof(float)); }
-size_t loom_params_size(const loom_params *p) { return p->size; }
-float *loom_params_data(loom_params *p) { return p->data; }
-float *loom_params_grad(loom_params *p) { return p->grad; }
-int loom_params_count(const loom_params *p) { return p->n; }
-const char *loom_params_name(const loom_params *p, int i) { return p->e[i].name; }
-loom_tensor *loom_params_view(loom_params *p, int i) { return p->e[i].view; }
+void loom_params_zero_grad(loom_params *p)
+{
+    if (!p) {
+        LOOM_NULL_ARG("params_zero_grad", "params");
+        return;
+    }
+    if (p->grad) memset(p->grad, 0, p->size * sizeof(float));
+}
+
+size_t loom_params_size(const loom_params *p)
+{
+    if (!p) return LOOM_NULL_ARG("params_size", "params"), 0;
+    return p->size;
+}
+
+float *loom_params_data(loom_params *p)
+{
+    if (!p) return LOOM_NULL_ARG("params_data", "params"), NULL;
+    return p->data;
+}
+
+float *loom_params_grad(loom_params *p)
+{
+    if (!p) return LOOM_NULL_ARG("params_grad", "params"), NULL;
+    return p->grad;
+}
+
+int loom_params_count(const loom_params *p)
+{
+    if (!p) return LOOM_NULL_ARG("params_count", "params"), 0;
+    return p->n;
+}
+
+/* Whether view i exists; sets fn's error if not. */
+static int params_index_ok(const loom_params *p, int i, const char *fn)
+{
+    if (!p) return loom_error_set(LOOM_EARG, "%s: params is NULL", fn), 0;
+    if (i < 0 || i >= p->n) return loom_error_set(LOOM_EARG, "%s: index %d is outside [0,%d)", fn, i, p->n), 0;
+    return 1;
+}
+
+const char *loom_params_name(const loom_params *p, int i)
+{
+    return params_index_ok(p, i, "params_name") ? p->e[i].name : NULL;
+}
+
+loom_tensor *loom_params_view(loom_params *p, int i)
+{
+    return params_index_ok(p, i, "params_view") ? p->e[i].view : NULL;
+}
 
 loom_tensor *loom_params_find(loom_params *p, const char *name)
 {
+    if (!p) return LOOM_NULL_ARG("params_find", "params"), NULL;
+    if (!name) return LOOM_NULL_ARG("params_find", "name"), NULL;
     for (int i = 0; i < p->n; i++)
         if (strcmp(p->e[i].name, name) == 0) return p->e[i].view;
     return NULL;
@@ -151,8 +203,10 @@ loom_tensor *loom_params_find(loom_params *p, const char *name)
 
 loom_status loom_params_freeze(loom_params *p, const char *name, int frozen)
 {
-    loom_tensor *v = name ? loom_params_find(p, name) : NULL;
-    if (!v) return loom_error_set(LOOM_EARG, "freeze: no parameter is named '%s'", name ? name : "(null)");
+    if (!p) return LOOM_NULL_ARG("params_freeze", "params");
+    if (!name) return LOOM_NULL_ARG("params_freeze", "name");
+    loom_tensor *v = loom_params_find(p, name);
+    if (!v) return loom_error_set(LOOM_EARG, "freeze: no parameter is named '%s'", name);
     v->requires_grad = !frozen;
     return LOOM_OK;
 }

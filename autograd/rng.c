@@ -28,20 +28,38 @@ loom_rng loom_rng_init(uint64_t seed)
     return r;
 }
 
-uint64_t loom_rng_next(loom_rng *r) { return mix64(r->seed, r->counter++); }
+uint64_t loom_rng_next(loom_rng *r)
+{
+    if (!r) return LOOM_NULL_ARG("rng_next", "rng"), 0;
+    return mix64(r->seed, r->counter++);
+}
 
-float loom_rng_uniform(loom_rng *r) { return to_unit(loom_rng_next(r)); }
+float loom_rng_uniform(loom_rng *r)
+{
+    if (!r) return LOOM_NULL_ARG("rng_uniform", "rng"), 0.0f;
+    return to_unit(loom_rng_next(r));
+}
 
-float loom_rng_normal(loom_rng *r) { return normal_at(r->seed, r->counter++); }
+float loom_rng_normal(loom_rng *r)
+{
+    if (!r) return LOOM_NULL_ARG("rng_normal", "rng"), 0.0f;
+    return normal_at(r->seed, r->counter++);
+}
 
 uint32_t loom_rng_below(loom_rng *r, uint32_t n)
 {
+    if (!r) return LOOM_NULL_ARG("rng_below", "rng"), 0;
     /* Multiply-shift: tiny bias for n far below 2^32, never out of range. */
     return (uint32_t)(((loom_rng_next(r) >> 32) * (uint64_t)n) >> 32);
 }
 
 void loom_rng_fill_uniform(loom_rng *r, float *out, size_t n, float lo, float hi)
 {
+    if (!r || (!out && n)) {
+        if (!r) LOOM_NULL_ARG("rng_fill_uniform", "rng");
+        else LOOM_NULL_ARG("rng_fill_uniform", "out");
+        return;
+    }
     uint64_t s = r->seed, c0 = r->counter;
     float w = hi - lo;
     LOOM_PFOR(i, n, out[i] = lo + w * to_unit(mix64(s, c0 + (uint64_t)i)););
@@ -50,6 +68,11 @@ void loom_rng_fill_uniform(loom_rng *r, float *out, size_t n, float lo, float hi
 
 void loom_rng_fill_normal(loom_rng *r, float *out, size_t n, float mean, float std)
 {
+    if (!r || (!out && n)) {
+        if (!r) LOOM_NULL_ARG("rng_fill_normal", "rng");
+        else LOOM_NULL_ARG("rng_fill_normal", "out");
+        return;
+    }
     uint64_t s = r->seed, c0 = r->counter;
     LOOM_PFOR(i, n, out[i] = mean + std * normal_at(s, c0 + (uint64_t)i););
     r->counter += n;

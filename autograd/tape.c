@@ -41,6 +41,10 @@ void loom_tape_free(loom_tape *t)
 
 void loom_tape_reset(loom_tape *t)
 {
+    if (!t) {
+        LOOM_NULL_ARG("tape_reset", "tape");
+        return;
+    }
     t->gen++;
     t->errors0 = loom_error_count();
     t->n = 0;
@@ -51,24 +55,50 @@ void loom_tape_reset(loom_tape *t)
 
 int loom_tape_set_nograd(loom_tape *t, int nograd)
 {
+    if (!t) return LOOM_NULL_ARG("tape_set_nograd", "tape"), 0;
     int old = t->nograd;
     t->nograd = nograd;
     return old;
 }
 
-int loom_tape_nograd(const loom_tape *t) { return t->nograd; }
-loom_arena *loom_tape_arena(loom_tape *t) { return t->arena; }
-loom_status loom_tape_status(const loom_tape *t) { return t->status; }
-int loom_tape_length(const loom_tape *t) { return t->n; }
+int loom_tape_nograd(const loom_tape *t)
+{
+    if (!t) return LOOM_NULL_ARG("tape_nograd", "tape"), 0;
+    return t->nograd;
+}
+
+loom_arena *loom_tape_arena(loom_tape *t)
+{
+    if (!t) return LOOM_NULL_ARG("tape_arena", "tape"), NULL;
+    return t->arena;
+}
+
+loom_status loom_tape_status(const loom_tape *t)
+{
+    if (!t) return LOOM_NULL_ARG("tape_status", "tape");
+    return t->status;
+}
+
+int loom_tape_length(const loom_tape *t)
+{
+    if (!t) return LOOM_NULL_ARG("tape_length", "tape"), 0;
+    return t->n;
+}
 
 loom_tensor *loom_tape_fail(loom_tape *t, loom_status status, const char *fmt, ...)
 {
-    if (t->status == LOOM_OK) {
-        char msg[480];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
+    if (!t || t->status == LOOM_OK) {
+        char msg[480] = "(no message)";
+        if (fmt) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(msg, sizeof msg, fmt, ap);
+            va_end(ap);
+        }
+        if (!t) { /* no tape to mark: the message says so, and what the failure was */
+            loom_error_set(LOOM_EARG, "tape_fail: tape is NULL (failing with: %s)", msg);
+            return NULL;
+        }
         loom_error_set(status, "%s", msg);
         t->status = status;
     }
@@ -77,6 +107,14 @@ loom_tensor *loom_tape_fail(loom_tape *t, loom_status status, const char *fmt, .
 
 int loom_tape_null_inputs(loom_tape *t, const char *op, loom_tensor *const *in, int n)
 {
+    if (!t) {
+        loom_error_set(LOOM_EARG, "%s: tape is NULL", op);
+        return 1;
+    }
+    if (!in && n > 0) {
+        loom_tape_fail(t, LOOM_EARG, "%s: in is NULL (n = %d)", op, n);
+        return 1;
+    }
     for (int k = 0; k < n; k++) {
         if (!in[k]) {
             if (t->status != LOOM_OK) return 1;
@@ -103,6 +141,7 @@ loom_status loom_tape_check(loom_tape *t, const char *op, loom_tensor *const *in
 
 loom_tensor *loom_tape_tensor(loom_tape *t, int rows, int cols)
 {
+    if (!t) return LOOM_NULL_ARG("tape_tensor", "tape"), NULL;
     if (rows <= 0 || cols <= 0) return loom_tape_fail(t, LOOM_ESHAPE, "tensor: [%dx%d]: sizes must be positive", rows, cols);
     loom_tensor *x = loom_arena_alloc(t->arena, sizeof *x + (size_t)rows * cols * sizeof(float));
     if (!x) return loom_tape_fail(t, LOOM_ENOMEM, "tensor: out of memory for [%dx%d]", rows, cols);
@@ -119,6 +158,7 @@ loom_tensor *loom_tape_tensor(loom_tape *t, int rows, int cols)
 
 loom_tensor *loom_tape_zeros(loom_tape *t, int rows, int cols)
 {
+    if (!t) return LOOM_NULL_ARG("tape_zeros", "tape"), NULL;
     loom_tensor *x = loom_tape_tensor(t, rows, cols);
     if (x) memset(x->data, 0, loom_tensor_size(x) * sizeof(float));
     return x;
@@ -126,6 +166,8 @@ loom_tensor *loom_tape_zeros(loom_tape *t, int rows, int cols)
 
 loom_tensor *loom_tape_from(loom_tape *t, int rows, int cols, const float *src)
 {
+    if (!t) return LOOM_NULL_ARG("tape_from", "tape"), NULL;
+    if (!src) return loom_tape_fail(t, LOOM_EARG, "tape_from: src is NULL");
     loom_tensor *x = loom_tape_tensor(t, rows, cols);
     if (x) memcpy(x->data, src, loom_tensor_size(x) * sizeof(float));
     return x;
@@ -133,6 +175,7 @@ loom_tensor *loom_tape_from(loom_tape *t, int rows, int cols, const float *src)
 
 loom_tensor *loom_tape_view_rows(loom_tape *t, loom_tensor *x, int row, int nrows)
 {
+    if (!t) return LOOM_NULL_ARG("tape_view_rows", "tape"), NULL;
     if (loom_tape_null_inputs(t, "view_rows", &x, 1)) return NULL;
     if (row < 0 || nrows <= 0 || row + nrows > x->rows)
         return loom_tape_fail(t, LOOM_ESHAPE, "view_rows: rows [%d,%d) do not fit inside [%dx%d]", row, row + nrows, x->rows,
@@ -157,6 +200,8 @@ loom_tensor *loom_tape_view_rows(loom_tape *t, loom_tensor *x, int row, int nrow
 
 float *loom_tape_grad(loom_tape *t, loom_tensor *x)
 {
+    if (!t) return LOOM_NULL_ARG("tape_grad", "tape"), NULL;
+    if (!x) return loom_tape_fail(t, LOOM_EARG, "tape_grad: x is NULL"), NULL;
     if (!x->grad && x->owns) { /* a heap tensor that asked for a gradient after creation: it owns this one */
         if (!(x->grad = loom_calloc(loom_tensor_size(x), sizeof(float))))
             loom_tape_fail(t, LOOM_ENOMEM, "backward: out of memory for a [%dx%d] gradient", x->rows, x->cols);
@@ -177,8 +222,16 @@ float *loom_tape_grad(loom_tape *t, loom_tensor *x)
 loom_node *loom_tape_record(loom_tape *t, const char *op, loom_backward_fn backward, loom_tensor *out,
                             loom_tensor *const *in, int n_in)
 {
+    if (!t) return LOOM_NULL_ARG("tape_record", "tape"), NULL;
+    if (!op) op = "tape_record";
+    const char *null_arg = !out ? "out" : !backward ? "backward" : !in && n_in > 0 ? "in" : NULL;
+    if (null_arg) return loom_tape_fail(t, LOOM_EARG, "tape_record: %s is NULL (op %s)", null_arg, op), NULL;
+    if (n_in < 0) return loom_tape_fail(t, LOOM_EARG, "tape_record: n_in is %d (op %s)", n_in, op), NULL;
     int req = 0;
-    for (int k = 0; k < n_in; k++) req |= in[k]->requires_grad;
+    for (int k = 0; k < n_in; k++) {
+        if (!in[k]) return loom_tape_fail(t, LOOM_EARG, "tape_record: in[%d] is NULL (op %s)", k, op), NULL;
+        req |= in[k]->requires_grad;
+    }
     out->requires_grad = req && !t->nograd;
     if (!out->requires_grad) return NULL;
     loom_tensor **ins = loom_arena_alloc(t->arena, (size_t)n_in * sizeof *ins);
@@ -212,8 +265,9 @@ loom_node *loom_tape_record(loom_tape *t, const char *op, loom_backward_fn backw
 
 loom_status loom_tape_backward(loom_tape *t, loom_tensor *loss)
 {
+    if (!t) return LOOM_NULL_ARG("tape_backward", "tape");
     if (t->status != LOOM_OK) return t->status;
-    if (!loss) return loom_error_set(LOOM_EARG, "backward: loss is NULL");
+    if (!loss) return LOOM_NULL_ARG("tape_backward", "loss");
     if (loss->rows != 1 || loss->cols != 1)
         return loom_error_set(LOOM_ESHAPE, "backward: loss is [%dx%d], expected a [1x1] scalar", loss->rows, loss->cols);
     if (t->consumed)

@@ -13,6 +13,7 @@
 #ifndef LOOM_DIST_H
 #define LOOM_DIST_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -127,10 +128,17 @@ typedef struct loom_train_config {
     long checkpoint_every;   /* steps between checkpoints (0: only at the end) */
     int keep;                /* K > 1: also keep the last K checkpoints as PATH.step<N> */
     int progress;            /* 1: a progress line on stderr (rank 0) */
+    int handle_signals;      /* 1: during loom_trainer_run, SIGTERM, SIGINT and SIGUSR1 stop the run
+                              * after the current step and its checkpoint (see loom_trainer_run) */
+    /* Notes the trainer makes about a run (rank 0): a setting that differs from the
+     * checkpoint's, a checkpoint from another thread or rank count. NULL: printed on
+     * stderr as "prog: note: ...". */
+    void (*note)(void *ctx, const char *msg);
+    void *note_ctx;
 } loom_train_config;
 
-/* The defaults: 1 step, clip off, loss ratio 1e4, log every 10, progress on (prog
- * optional, NULL: "loom"). */
+/* The defaults: 1 step, clip off, loss ratio 1e4, log every 10, progress on, signals
+ * handled (prog optional, NULL: "loom"). */
 loom_train_config loom_train_defaults(const char *prog);
 
 /* Time spent in each phase of a step, seconds; the trainer fills the last step's.
@@ -172,7 +180,10 @@ typedef struct loom_trainer {
     double first_loss;         /* global loss of this process's first step (divergence guard) */
     double tokens_per_sec;     /* over the whole run, every rank's tokens */
     double phase[LOOM_PHASES]; /* the last step's time per phase */
-    long saved_step;           /* the step of the last checkpoint this run wrote (0: none) */
+    long saved_step;           /* the step of the last checkpoint this run wrote, or (ranks > 0) took part in (0: none) */
+    int stopping;              /* a stop was requested on some rank: set on every rank at the same step */
+    int stop_signal;           /* the signal that asked this process to stop (0: none, or another rank's) */
+    volatile sig_atomic_t stop_request; /* set by loom_trainer_request_stop */
     loom_row_state row_states[LOOM_TRAINER_MAX_ROW_STATES];
     int n_row_states;
     /* private */
@@ -192,19 +203,34 @@ loom_status loom_trainer_init(loom_trainer *tr, const loom_train_config *cfg, lo
 loom_status loom_trainer_track_rows(loom_trainer *tr, const char *name, float *local, size_t blocks,
                                     size_t row_floats);
 /* Restores a run from a checkpoint open on this rank: parameters always;
- * optimizer, step, epoch, this rank's rows of every row state and the task's
- * state when the file has them (a weights-only file starts at step 0). */
+ * optimizer state, step, epoch, this rank's rows of every row state and the task's
+ * state when the file has them (a weights-only file starts at step 0). Settings
+ * (optimizer hyper-parameters, schedule) stay the ones init was given, and each that
+ * differs from the checkpoint's is noted (cfg.note); an optimizer of another kind is
+ * refused. To continue a run exactly, start from loom_trainer_read_settings. */
 loom_status loom_trainer_restore(loom_trainer *tr, const loom_task *task, loom_ckpt *c);
+/* The optimizer settings and schedule a full-run checkpoint was trained with (a file
+ * without them, weights only, gives LOOM_EFORMAT naming what is missing). */
+loom_status loom_trainer_read_settings(loom_ckpt *c, loom_optim_config *optim, loom_sched *sched);
 /* Gives every rank rank 0's parameters, optimizer state, step and epoch (call
  * before training; the task's own state, such as RNGs and data position, must be
  * restored on every rank). */
 loom_status loom_trainer_sync(loom_trainer *tr);
 /* One training step: reset, forward, loss, backward, all-reduce, finite check,
- * clip, update, log (and evaluation), checkpoint. */
+ * clip, update, log (and evaluation), checkpoint. A stop request on any rank rides
+ * along in the all-reduce, so every rank ends the same step with tr->stopping set
+ * (and the checkpoint written, when cfg.checkpoint is set). */
 loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task);
 /* Syncs, runs steps until cfg.steps (or cfg.stop_at), writes the final
- * checkpoint and evaluates (rank 0). */
+ * checkpoint and evaluates (rank 0). With cfg.handle_signals, SIGTERM, SIGINT or
+ * SIGUSR1 (what Slurm, a terminal, and mpirun forwarding a signal send) requests a
+ * stop: the current step finishes on every rank, the checkpoint is written, and run
+ * returns LOOM_ESTOPPED; a second signal ends the process at once. The previous
+ * handlers are restored on return. */
 loom_status loom_trainer_run(loom_trainer *tr, const loom_task *task);
+/* Asks a run to stop after the current step, as a signal does; async-signal-safe,
+ * for programs that handle signals themselves (cfg.handle_signals 0). */
+void loom_trainer_request_stop(loom_trainer *tr);
 /* Writes a full checkpoint of the run to path (every rank calls it: the row
  * states are gathered; rank 0 writes). */
 loom_status loom_trainer_save(loom_trainer *tr, const loom_task *task, const char *path);

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,10 +75,13 @@ loom_status loom_trainer_save(loom_trainer *tr, const loom_task *task, const cha
     /* The collective part first, on every rank alike, so no rank skips what another enters. */
     st = gather_rows(tr, &rows);
     if (st != LOOM_OK || tr->dist->rank != 0) {
+        if (st == LOOM_OK) tr->saved_step = tr->step; /* every rank agrees what was saved when */
         free(rows);
         return st;
     }
-    loom_ckpt *c = loom_ckpt_create(path);
+    loom_ckpt *c = loom_trainer_fault(tr, FAULT_SAVE)
+                       ? (loom_error_set(LOOM_EIO, "checkpoint %s: injected fault (LOOM_FAULT)", path), NULL)
+                       : loom_ckpt_create(path);
     if (!c) {
         free(rows);
         return LOOM_EIO;
@@ -112,7 +116,7 @@ loom_status loom_trainer_save(loom_trainer *tr, const loom_task *task, const cha
         char named[4200];
         snprintf(named, sizeof named, "%s.step%ld", path, tr->step);
         unlink(named);
-        if (link(path, named) != 0) fprintf(stderr, "%s: note: keeping %s: %s\n", tr->cfg.prog, named, strerror(errno));
+        if (link(path, named) != 0) loom_trainer_note(tr, "cannot keep %s: %s", named, strerror(errno));
         prune(path, tr->cfg.keep);
     }
     return LOOM_OK;
@@ -131,33 +135,79 @@ static loom_status read_rows(loom_trainer *tr, loom_ckpt *c, const loom_row_stat
     return st;
 }
 
+loom_status loom_trainer_read_settings(loom_ckpt *c, loom_optim_config *optim, loom_sched *sched)
+{
+    if (!c) return LOOM_NULL_ARG("trainer_read_settings", "checkpoint");
+    if (!optim) return LOOM_NULL_ARG("trainer_read_settings", "optim");
+    if (!sched) return LOOM_NULL_ARG("trainer_read_settings", "sched");
+    if (!loom_ckpt_has(c, "/train") || !loom_ckpt_has(c, "/optimizer"))
+        return loom_error_set(LOOM_EFORMAT, "checkpoint %s: has no /train or /optimizer: it holds weights only",
+                              loom_ckpt_path(c));
+    char kind[32];
+    float p[6]; /* base_lr warmup step_size gamma total min_lr, as save writes them */
+    loom_sched s;
+    loom_status st = loom_ckpt_read_optim_config(c, "/optimizer", optim);
+    if (st == LOOM_OK) st = loom_ckpt_read_str(c, "/train/schedule", kind, sizeof kind);
+    if (st == LOOM_OK && loom_sched_parse(kind, &s.kind) != LOOM_OK)
+        return loom_error_set(LOOM_EFORMAT, "checkpoint %s: /train/schedule: %s", loom_ckpt_path(c), loom_error_message());
+    if (st == LOOM_OK) st = loom_ckpt_read_floats(c, "/train/schedule_params", p, 0, 6);
+    if (st != LOOM_OK) return st;
+    s.base_lr = p[0], s.warmup = (long)p[1], s.step_size = (long)p[2], s.gamma = p[3], s.total = (long)p[4], s.min_lr = p[5];
+    if (loom_sched_check(&s) != LOOM_OK || !(fabsf(p[1]) < 1e15f && fabsf(p[2]) < 1e15f && fabsf(p[4]) < 1e15f))
+        return loom_error_set(LOOM_EFORMAT, "checkpoint %s: /train/schedule_params: %s", loom_ckpt_path(c),
+                              loom_error_message());
+    *sched = s;
+    return LOOM_OK;
+}
+
+/* Notes each setting of this run that differs from the checkpoint's (it applies). */
+static void note_settings(loom_trainer *tr, loom_ckpt *c)
+{
+    loom_optim_config fo;
+    loom_sched fs;
+    if (tr->dist->rank != 0 || loom_trainer_read_settings(c, &fo, &fs) != LOOM_OK) return;
+    const loom_optim_config *ro = &tr->optim.cfg;
+    const loom_sched *rs = &tr->sched;
+    const struct {
+        const char *name;
+        double run, file;
+    } v[] = {{"lr", rs->base_lr, fs.base_lr},      {"momentum", ro->momentum, fo.momentum},
+             {"nesterov", ro->nesterov, fo.nesterov}, {"beta1", ro->beta1, fo.beta1},
+             {"beta2", ro->beta2, fo.beta2},       {"eps", ro->eps, fo.eps},
+             {"alpha", ro->alpha, fo.alpha},       {"weight decay", ro->weight_decay, fo.weight_decay},
+             {"warmup", (double)rs->warmup, (double)fs.warmup}, {"step size", (double)rs->step_size, (double)fs.step_size},
+             {"gamma", rs->gamma, fs.gamma},       {"min lr", rs->min_lr, fs.min_lr}};
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
+        if (v[k].run != v[k].file)
+            loom_trainer_note(tr, "%s %g applies; %s was trained with %g", v[k].name, v[k].run, loom_ckpt_path(c),
+                              v[k].file);
+    if (fs.kind != rs->kind)
+        loom_trainer_note(tr, "the %s schedule applies; %s was trained with %s", loom_sched_name(rs->kind),
+                          loom_ckpt_path(c), loom_sched_name(fs.kind));
+}
+
 loom_status loom_trainer_restore(loom_trainer *tr, const loom_task *task, loom_ckpt *c)
 {
     loom_status st = loom_trainer_usable(tr, "trainer_restore");
     if (st != LOOM_OK) return st;
     if (!task) return LOOM_NULL_ARG("trainer_restore", "task");
     if (!c) return LOOM_NULL_ARG("trainer_restore", "checkpoint");
-    int world = 1, threads = 0, quiet = tr->dist->rank != 0;
+    int world = 1, threads = 0;
     loom_ckpt_info(c, NULL, &world, &threads);
-    if (!quiet && (threads > 0 && threads != loom_threads_get()))
-        fprintf(stderr, "%s: note: %s was written by a run with %d threads, this one has %d: the resumed run is correct "
-                        "but not bit-identical to an uninterrupted one\n",
-                tr->cfg.prog, loom_ckpt_path(c), threads, loom_threads_get());
-    if (!quiet && world != tr->dist->size)
-        fprintf(stderr, "%s: note: %s was written by a run on %d rank%s, this one has %d: the global batch is the same, "
-                        "the sums differ only in order\n",
-                tr->cfg.prog, loom_ckpt_path(c), world, world == 1 ? "" : "s", tr->dist->size);
+    if (threads > 0 && threads != loom_threads_get())
+        loom_trainer_note(tr, "%s was written by a run with %d threads, this one has %d: the resumed run is correct "
+                              "but not bit-identical to an uninterrupted one",
+                          loom_ckpt_path(c), threads, loom_threads_get());
+    if (world != tr->dist->size)
+        loom_trainer_note(tr, "%s was written by a run on %d rank%s, this one has %d: the global batch is the same, "
+                              "the sums differ only in order",
+                          loom_ckpt_path(c), world, world == 1 ? "" : "s", tr->dist->size);
     st = loom_ckpt_read_params(c, "/model", tr->ps);
     if (st != LOOM_OK || !loom_ckpt_has(c, "/train")) return st;
     int64_t step, epoch;
-    char kind[32];
-    loom_sched_kind sk;
     st = loom_ckpt_read_optim(c, "/optimizer", &tr->optim);
     if (st == LOOM_OK) st = loom_ckpt_read_i64(c, "/train/step", &step, 0);
     if (st == LOOM_OK) st = loom_ckpt_read_i64(c, "/train/epoch", &epoch, 0);
-    if (st == LOOM_OK) st = loom_ckpt_read_str(c, "/train/schedule", kind, sizeof kind);
-    if (st == LOOM_OK && loom_sched_parse(kind, &sk) != LOOM_OK)
-        st = loom_error_set(LOOM_EFORMAT, "checkpoint %s: /train/schedule: %s", loom_ckpt_path(c), loom_error_message());
     if (st == LOOM_OK && (step < 0 || epoch < 0))
         st = loom_error_set(LOOM_EFORMAT, "checkpoint %s: /train/step %lld or epoch %lld is negative", loom_ckpt_path(c),
                             (long long)step, (long long)epoch);
@@ -166,9 +216,6 @@ loom_status loom_trainer_restore(loom_trainer *tr, const loom_task *task, loom_c
     if (st != LOOM_OK) return st;
     tr->step = (long)step;
     tr->epoch = (long)epoch;
-    /* The schedule comes from this run's settings (steps may have grown); its position is the step. */
-    if (!quiet && sk != tr->sched.kind)
-        fprintf(stderr, "%s: note: the checkpoint was trained with the %s schedule, this run uses %s\n", tr->cfg.prog,
-                kind, loom_sched_name(tr->sched.kind));
+    note_settings(tr, c);
     return LOOM_OK;
 }

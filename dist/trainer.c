@@ -2,8 +2,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
+#include <libgen.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/statvfs.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,13 +34,51 @@ loom_train_config loom_train_defaults(const char *prog)
     c.log_every = 10;
     c.keep = 1;
     c.progress = 1;
+    c.handle_signals = 1;
     return c;
 }
 
-/* Test-only faults, LOOM_FAULT=KIND:RANK:STEP with KIND nan | error | stall | kill | slow,
- * so the tests can show that a fault on one rank ends the whole job with a message
+void loom_trainer_note(const loom_trainer *tr, const char *fmt, ...)
+{
+    if (tr->dist->rank != 0) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (tr->cfg.note) tr->cfg.note(tr->cfg.note_ctx, msg);
+    else fprintf(stderr, "%s: note: %s\n", tr->cfg.prog, msg);
+}
+
+/* Rank 0's start-up checks of what it alone will write: the log opens, and the
+ * checkpoint's directory is writable with room for one checkpoint. */
+static loom_status root_files(loom_trainer *tr, const loom_train_config *cfg)
+{
+    if (cfg->log_path) {
+        if (!(tr->log = fopen(cfg->log_path, "w")))
+            return loom_error_set(LOOM_EIO, "log %s: cannot open for writing: %s", cfg->log_path, strerror(errno));
+        fprintf(tr->log, "step,loss,lr,tokens_per_sec\n");
+    }
+    if (!cfg->checkpoint) return LOOM_OK;
+    char buf[4096], *dir;
+    snprintf(buf, sizeof buf, "%s", cfg->checkpoint);
+    dir = dirname(buf);
+    struct statvfs fs;
+    if (access(dir, W_OK) != 0 || statvfs(dir, &fs) != 0)
+        return loom_error_set(LOOM_EIO, "checkpoint %s: directory %s is not writable: %s", cfg->checkpoint, dir,
+                              strerror(errno));
+    /* parameters and two optimizer moments in float32, plus room for HDF5's metadata */
+    double need = 3.0 * 4.0 * (double)loom_params_size(tr->ps) + 65536.0;
+    double avail = (double)fs.f_bavail * (double)fs.f_frsize;
+    if (avail < need)
+        return loom_error_set(LOOM_EIO, "checkpoint %s: directory %s has %.0f bytes free, but a checkpoint needs about %.0f",
+                              cfg->checkpoint, dir, avail, need);
+    return LOOM_OK;
+}
+
+/* Test-only faults, LOOM_FAULT=KIND:RANK:STEP with KIND nan | error | stall | kill | slow |
+ * save, so the tests can show that a fault on one rank ends the whole job with a message
  * (and that slow rank-0 work, `slow`, does not). */
-enum { FAULT_NONE, FAULT_NAN, FAULT_ERROR, FAULT_STALL, FAULT_KILL, FAULT_SLOW };
 
 static void fault_parse(loom_trainer *tr)
 {
@@ -46,13 +88,13 @@ static void fault_parse(loom_trainer *tr)
     long step;
     tr->fault_kind = FAULT_NONE;
     if (!s || sscanf(s, "%15[a-z]:%d:%ld", kind, &rank, &step) != 3) return;
-    static const char *const kinds[] = {"", "nan", "error", "stall", "kill", "slow"};
-    for (int k = 1; k < 6; k++)
+    static const char *const kinds[FAULT_KINDS] = {"", "nan", "error", "stall", "kill", "slow", "save"};
+    for (int k = 1; k < FAULT_KINDS; k++)
         if (strcmp(kind, kinds[k]) == 0) tr->fault_kind = k;
     tr->fault_rank = rank, tr->fault_step = step;
 }
 
-static int fault_now(const loom_trainer *tr, int kind)
+int loom_trainer_fault(const loom_trainer *tr, int kind)
 {
     return tr->fault_kind == kind && tr->fault_rank == tr->dist->rank && tr->fault_step == tr->step;
 }
@@ -86,12 +128,13 @@ static loom_status trainer_init(loom_trainer *tr, const loom_train_config *cfg, 
     if (!loom_params_data(ps)) return loom_error_set(LOOM_ESTATE, "trainer: the parameters are not allocated");
     if (!(tr->tape = loom_tape_new(0))) return LOOM_ENOMEM;
     if ((st = loom_optim_init(&tr->optim, optim, loom_params_size(ps))) != LOOM_OK) return st;
-    if (cfg->log_path && d->rank == 0) {
-        if (!(tr->log = fopen(cfg->log_path, "w")))
-            return loom_error_set(LOOM_EIO, "log %s: cannot open for writing: %s", cfg->log_path, strerror(errno));
-        fprintf(tr->log, "step,loss,lr,tokens_per_sec\n");
-    }
-    return LOOM_OK;
+    if ((st = loom_sched_check(&sched)) != LOOM_OK) return st;
+    /* rank 0's verdict on its files is every rank's, so a bad path ends the job cleanly */
+    double ok = d->rank == 0 ? (double)root_files(tr, cfg) : 0.0;
+    if ((st = loom_dist_broadcast_f64(d, &ok, 1)) != LOOM_OK) return st;
+    d->agreed = ok != 0.0;
+    if (ok != 0.0 && d->rank != 0) loom_error_set((loom_status)ok, "rank 0 could not open its output files");
+    return (loom_status)ok;
 }
 
 loom_status loom_trainer_init(loom_trainer *tr, const loom_train_config *cfg, loom_dist *d, loom_params *ps,
@@ -171,6 +214,8 @@ static long run_end(const loom_trainer *tr)
     return tr->cfg.stop_at > 0 && tr->cfg.stop_at < tr->cfg.steps ? tr->cfg.stop_at : tr->cfg.steps;
 }
 
+static double stop_wanted(loom_trainer *tr);
+
 /* LOOM_OK if fn can train tr on task: both usable, and the task has its forward pass. */
 static loom_status task_args(const loom_trainer *tr, const loom_task *task, const char *fn)
 {
@@ -196,19 +241,20 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     loom_params_zero_grad(tr->ps);
     /* 2-3. forward over time, recording ops, down to the mean loss over this rank's rows */
     loom_tensor *loss = task->forward(task->ctx, tr->tape, &b);
-    if (fault_now(tr, FAULT_ERROR)) loss = loom_tape_fail(tr->tape, LOOM_EIO, "injected fault (LOOM_FAULT)");
+    if (loom_trainer_fault(tr, FAULT_ERROR)) loss = loom_tape_fail(tr->tape, LOOM_EIO, "injected fault (LOOM_FAULT)");
     if (!loss) return step_fail(tr, 0, loom_tape_status(tr->tape));
     if (!(b.count >= 0)) return step_fail(tr, 0, loom_error_set(LOOM_EARG, "the task's loss count %g is negative", b.count));
     double t1 = loom_dist_now();
     /* 4. backward in reverse into the flat gradient buffer */
     if (loom_tape_backward(tr->tape, loss) != LOOM_OK) return step_fail(tr, 0, loom_tape_status(tr->tape));
-    if (fault_now(tr, FAULT_NAN)) grads[0] = NAN;
-    if (fault_now(tr, FAULT_KILL)) raise(SIGKILL);
-    while (fault_now(tr, FAULT_STALL)) sleep(1);
+    if (loom_trainer_fault(tr, FAULT_NAN)) grads[0] = NAN;
+    if (loom_trainer_fault(tr, FAULT_KILL)) raise(SIGKILL);
+    while (loom_trainer_fault(tr, FAULT_STALL)) sleep(1);
     double t2 = loom_dist_now();
     /* 5. all-reduce: the gradient of the global batch's mean loss is sum_r count_r g_r / sum_r count_r */
-    double sums[3] = {b.count > 0 ? loss->data[0] * b.count : 0.0, b.count, (double)b.tokens};
-    st = loom_dist_allreduce_sum_f64(d, sums, 3);
+    /* a stop request rides along (sums[3]): every rank learns of it at this same step */
+    double sums[4] = {b.count > 0 ? loss->data[0] * b.count : 0.0, b.count, (double)b.tokens, stop_wanted(tr)};
+    st = loom_dist_allreduce_sum_f64(d, sums, 4);
     double t2b = loom_dist_now();
     if (st == LOOM_OK && d->size > 1) {
         float w = (float)(b.count / sums[1]);
@@ -246,6 +292,7 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     tr->phase[LOOM_PHASE_UPDATE] = t4 - t3;
     tr->last_loss = gloss;
     tr->step = step + 1;
+    tr->stopping = sums[3] > 0;
     /* 9. log (rank 0), every log_every steps and at the end; evaluation every eval_every */
     tr->loss_window += gloss, tr->steps_window++;
     tr->tokens_window += (long)sums[2], tr->tokens_total += (long)sums[2];
@@ -256,20 +303,66 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
         if (tr->log) fprintf(tr->log, "%ld,%.6f,%.6g,%.1f\n", tr->step, mean, lr, tps), fflush(tr->log);
         tr->t_window = now, tr->tokens_window = 0, tr->loss_window = 0, tr->steps_window = 0;
     }
-    int eval = task->evaluate && tr->cfg.eval_every > 0 && tr->step % tr->cfg.eval_every == 0 && tr->step < tr->cfg.steps;
-    if (eval && fault_now(tr, FAULT_SLOW)) sleep(3);
+    int eval = task->evaluate && tr->cfg.eval_every > 0 && tr->step % tr->cfg.eval_every == 0 && tr->step < tr->cfg.steps &&
+               !tr->stopping; /* a stop has a grace period to keep: no evaluation */
+    if (eval && loom_trainer_fault(tr, FAULT_SLOW)) sleep(3);
     if (eval && d->rank == 0) {
         if (tr->cfg.progress && isatty(2)) fputc('\n', stderr);
         task->evaluate(task->ctx, tr->tape, tr->step);
     }
     /* 10. checkpoint every checkpoint_every steps: every rank, at the same step (the save gathers) */
-    int save = tr->cfg.checkpoint && tr->cfg.checkpoint_every > 0 && tr->step % tr->cfg.checkpoint_every == 0 &&
-               tr->step < run_end(tr);
+    int save = tr->cfg.checkpoint && tr->step < run_end(tr) &&
+               (tr->stopping || (tr->cfg.checkpoint_every > 0 && tr->step % tr->cfg.checkpoint_every == 0));
     if (save && (st = loom_trainer_save(tr, task, tr->cfg.checkpoint)) != LOOM_OK) return step_fail(tr, 0, st);
     /* rank 0's evaluation and write are its own work, not a stall: the others wait them out */
     if ((eval || save) && (st = loom_dist_wait_root(d)) != LOOM_OK) return step_fail(tr, 0, st);
     if (eval || save) tr->t_window = loom_dist_now(); /* throughput counts training time only */
     return LOOM_OK;
+}
+
+/* The signal that asked for a stop (0: none); a second one ends the process at once. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+}
+
+static double stop_wanted(loom_trainer *tr)
+{
+    if (stop_signal && !tr->stop_signal && tr->cfg.handle_signals) tr->stop_signal = stop_signal;
+    return tr->stop_signal || tr->stop_request ? 1.0 : 0.0;
+}
+
+void loom_trainer_request_stop(loom_trainer *tr)
+{
+    if (tr) tr->stop_request = 1;
+}
+
+/* Runs the steps, with SIGTERM and SIGINT asking for a stop while it does. */
+static loom_status run_steps(loom_trainer *tr, const loom_task *task, long end)
+{
+    /* SIGUSR1 too: mpirun forwards it to the ranks, where it kills them on SIGTERM */
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGUSR1};
+    struct sigaction act, old[3];
+    if (tr->cfg.handle_signals) {
+        memset(&act, 0, sizeof act);
+        act.sa_handler = on_stop_signal;
+        sigemptyset(&act.sa_mask);
+        act.sa_flags = SA_RESTART;
+        stop_signal = 0;
+        for (int k = 0; k < 3; k++) sigaction(sigs[k], &act, &old[k]);
+    }
+    loom_status st = LOOM_OK;
+    while (st == LOOM_OK && tr->step < end && !tr->stopping) st = loom_trainer_step(tr, task);
+    if (tr->cfg.handle_signals)
+        for (int k = 0; k < 3; k++) sigaction(sigs[k], &old[k], NULL);
+    return st;
 }
 
 loom_status loom_trainer_run(loom_trainer *tr, const loom_task *task)
@@ -283,11 +376,26 @@ loom_status loom_trainer_run(loom_trainer *tr, const loom_task *task)
     tr->t_start = tr->t_window = loom_dist_now();
     tr->tokens_total = tr->tokens_window = tr->steps_window = 0;
     tr->loss_window = 0;
+    tr->stopping = tr->stop_signal = 0;
     long end = run_end(tr), first = tr->step;
-    while (tr->step < end)
-        if ((st = loom_trainer_step(tr, task)) != LOOM_OK) return st;
+    if ((st = run_steps(tr, task, end)) != LOOM_OK) return st;
     if (tr->cfg.progress && tr->dist->rank == 0 && isatty(2) && end > first) fputc('\n', stderr);
     tr->tokens_per_sec = (double)tr->tokens_total / fmax(loom_dist_now() - tr->t_start, 1e-9);
+    if (tr->stopping && tr->step < end) {
+        /* the step's phase 10 wrote the checkpoint, unless the step was the run's last */
+        if (tr->cfg.checkpoint && tr->saved_step != tr->step && (st = loom_trainer_save(tr, task, tr->cfg.checkpoint)) != LOOM_OK)
+            return step_fail(tr, 0, st);
+        tr->dist->agreed = 1;
+        char why[64];
+        if (tr->stop_signal) snprintf(why, sizeof why, "signal %d (%s)", tr->stop_signal, strsignal(tr->stop_signal));
+        else if (tr->stop_request) snprintf(why, sizeof why, "a stop request");
+        else snprintf(why, sizeof why, "a signal to another rank");
+        if (tr->cfg.checkpoint)
+            return loom_error_set(LOOM_ESTOPPED, "stopped by %s after step %ld; checkpoint %s is written: resume from it",
+                                  why, tr->step, tr->cfg.checkpoint);
+        return loom_error_set(LOOM_ESTOPPED, "stopped by %s after step %ld; no checkpoint path was set, so the work is lost",
+                              why, tr->step);
+    }
     if (tr->cfg.checkpoint && (st = loom_trainer_save(tr, task, tr->cfg.checkpoint)) != LOOM_OK)
         return step_fail(tr, 0, st);
     if (tr->dist->rank == 0 && task->evaluate) task->evaluate(task->ctx, tr->tape, tr->step);

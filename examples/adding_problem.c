@@ -131,6 +131,10 @@ static int run(loom_dist *d, int argc, char **argv)
     }
     if (both) f.cell = "lstm";
     if (loom_app_check(&f, "adding_problem")) return 2;
+    if (f.seq < 2) { /* the two marked positions must differ */
+        loom_app_fail_all("adding_problem", "--seq %d is too short: the problem marks two different time steps, so it needs 2 or more", f.seq);
+        return 2;
+    }
     if (f.threads > 0) loom_threads_set(f.threads);
     const char *kinds[2] = {f.cell, "rnn"};
     double mse[2] = {NAN, NAN};

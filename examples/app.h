@@ -15,8 +15,10 @@ typedef struct loom_app_flags {
     long steps;
     int batch, seq, hidden, layers, embed;
     const char *cell, *optim, *sched, *log;
-    float lr, clip, dropout, momentum, weight_decay, forget_bias;
-    long warmup, log_every, eval_every;
+    float lr, clip, dropout, forget_bias;
+    float momentum, weight_decay, beta1, beta2, eps; /* NAN: the optimizer's default */
+    float gamma, min_lr;                              /* step schedule factor, cosine floor */
+    long warmup, step_size, log_every, eval_every;    /* step_size 0: steps / 3 */
     uint64_t seed;
     int threads;
     /* char_lm */
@@ -69,6 +71,12 @@ void loom_app_fail_all(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* A note about the run ("prog: note: ..." on stderr), printed by rank 0 only. */
+void loom_app_note(const char *prog, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* An error of this rank's own (a file it could not read): printed by this rank, named
  * by it in a world of several; the job then ends on every rank (loom_dist_finish). */
 void loom_app_fail_rank(const char *prog, const char *fmt, ...)
@@ -76,12 +84,21 @@ void loom_app_fail_rank(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* The optimizer settings the flags give: the kind's defaults, each overridden by a flag
+ * that has a value (given, or adopted from a resumed checkpoint). */
+loom_status loom_app_optim_config(const loom_app_flags *f, loom_optim_config *oc);
+/* The schedule the flags give (--sched, --lr, --warmup, --step-size, --gamma, --min-lr, --steps). */
+loom_sched loom_app_sched(const loom_app_flags *f);
 /* The trainer from the flags: optimizer, schedule, log, checkpoints, comm timeout,
  * the shard of the global --batch. Returns 0, or 1/2 after a message. */
 int loom_app_trainer_init(loom_trainer *tr, const loom_app_flags *f, loom_dist *d, loom_params *ps, const char *prog);
 /* Restores tr from ck (if any) and closes it; returns 0 or 1 after a message. */
 int loom_app_resume_finish(loom_trainer *tr, const loom_task *task, loom_ckpt *ck);
-/* Runs the training; returns 0, or 1 after the message (naming the rank and step). */
+/* The exit code of a run stopped by SIGTERM or SIGINT after its checkpoint: sysexits'
+ * EX_TEMPFAIL, "try again later", which is what resuming is. */
+#define LOOM_APP_EXIT_STOPPED 75
+/* Runs the training; returns 0, LOOM_APP_EXIT_STOPPED after a stop on a signal, or 1
+ * after the message (naming the rank and step). */
 int loom_app_train(loom_trainer *tr, const loom_task *task);
 /* Writes the common configuration (cell, hidden, layers, batch, seq, dropout) under /config. */
 loom_status loom_app_config_write(loom_ckpt *c, const loom_app_flags *f);
@@ -89,9 +106,16 @@ loom_status loom_app_config_write(loom_ckpt *c, const loom_app_flags *f);
  * (/rng/data, /rng/dropout; a file without the latter leaves it as it is). */
 loom_status loom_app_state_write(loom_ckpt *c, const loom_app_flags *f, const loom_rng *data, const loom_rng *dropout);
 loom_status loom_app_state_read(loom_ckpt *c, loom_rng *data, loom_rng *dropout);
-/* Reads /config into f. A flag given on the command line that disagrees is an error
- * naming both; returns 0, or 2 after a message. */
+/* Reads /config and the training settings into f (see loom_app_settings_read). A given
+ * architecture flag that disagrees is an error naming both; returns 0, or 2 after a message. */
 int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog);
+/* The same for everything but the cell (for programs with cells of their own). */
+int loom_app_config_common(loom_ckpt *c, loom_app_flags *f, const char *prog);
+/* Reads the training settings of a full-run checkpoint into the flags not given on the
+ * command line (optimizer hyper-parameters, schedule), so a resumed run continues
+ * exactly; a given flag applies, and the trainer notes where it differs. --optim may
+ * not differ. Returns 0, or 2 after a message. */
+int loom_app_settings_read(loom_ckpt *c, loom_app_flags *f, const char *prog);
 /* Reads an integer /config entry into *v, refusing a conflicting command-line flag. */
 int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, int *v, const char *prog);
 /* With --resume: opens the checkpoint and reads its configuration into f

@@ -31,6 +31,8 @@ loom_status loom_app_state_read(loom_ckpt *c, loom_rng *data, loom_rng *dropout)
     return st == LOOM_OK && loom_ckpt_has(c, "/rng/dropout") ? loom_ckpt_read_rng(c, "/rng/dropout", dropout) : st;
 }
 
+static void adopt_float(loom_app_flags *f, const char *flag, float *v, float file, loom_ckpt *c, const char *prog);
+
 int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, int *v, const char *prog)
 {
     char name[128];
@@ -70,6 +72,11 @@ int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog)
         return 2;
     }
     f->cell = cell;
+    return loom_app_config_common(c, f, prog);
+}
+
+int loom_app_config_common(loom_ckpt *c, loom_app_flags *f, const char *prog)
+{
     if (loom_app_config_int(c, f, "hidden", "hidden", &f->hidden, prog) ||
         loom_app_config_int(c, f, "layers", "layers", &f->layers, prog))
         return 2;
@@ -81,10 +88,58 @@ int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog)
     /* batch, seq and dropout shape the training run; weights-only files may lack them. */
     if (loom_ckpt_has(c, "/config/batch") && loom_app_config_int(c, f, "batch", "batch", &f->batch, prog)) return 2;
     if (loom_ckpt_has(c, "/config/seq") && loom_app_config_int(c, f, "seq", "seq", &f->seq, prog)) return 2;
-    if (loom_ckpt_has(c, "/config/dropout") && loom_ckpt_read_floats(c, "/config/dropout", &f->dropout, 0, 1) != LOOM_OK) {
+    float dropout;
+    if (loom_ckpt_has(c, "/config/dropout")) {
+        if (loom_ckpt_read_floats(c, "/config/dropout", &dropout, 0, 1) != LOOM_OK) {
+            loom_app_fail_rank(prog, "%s", loom_error_message());
+            return 2;
+        }
+        if (!(dropout >= 0 && dropout < 1)) {
+            loom_app_fail_rank(prog, "checkpoint %s: /config/dropout is %g, expected 0 <= dropout < 1", loom_ckpt_path(c),
+                               dropout);
+            return 2;
+        }
+        adopt_float(f, "dropout", &f->dropout, dropout, c, prog);
+    }
+    return loom_app_settings_read(c, f, prog);
+}
+
+/* A setting that may change on resume: the checkpoint's unless the flag was given, and
+ * then a note says which applies. */
+static void adopt_float(loom_app_flags *f, const char *flag, float *v, float file, loom_ckpt *c, const char *prog)
+{
+    if (!loom_app_given(f, flag)) *v = file;
+    else if (*v != file) loom_app_note(prog, "--%s %g applies; %s was trained with %g", flag, *v, loom_ckpt_path(c), file);
+}
+
+int loom_app_settings_read(loom_ckpt *c, loom_app_flags *f, const char *prog)
+{
+    if (!loom_ckpt_has(c, "/train")) return 0; /* weights only: the flags decide */
+    loom_optim_config oc;
+    loom_sched s;
+    if (loom_trainer_read_settings(c, &oc, &s) != LOOM_OK) {
         loom_app_fail_rank(prog, "%s", loom_error_message());
         return 2;
     }
+    /* the optimizer's kind is part of its state: another one cannot continue it */
+    if (loom_app_given(f, "optim") && strcmp(f->optim, loom_optim_name(oc.kind)) != 0) {
+        loom_app_fail_rank(prog, "--optim %s conflicts with checkpoint %s, which has optim %s (its state does not carry "
+                                 "over to another optimizer)", f->optim, loom_ckpt_path(c), loom_optim_name(oc.kind));
+        return 2;
+    }
+    f->optim = loom_optim_name(oc.kind);
+    /* every other setting may change: the checkpoint's unless given; the trainer notes a change */
+    if (!loom_app_given(f, "lr")) f->lr = s.base_lr;
+    if (!loom_app_given(f, "momentum")) f->momentum = oc.momentum;
+    if (!loom_app_given(f, "weight-decay")) f->weight_decay = oc.weight_decay;
+    if (!loom_app_given(f, "beta1")) f->beta1 = oc.beta1;
+    if (!loom_app_given(f, "beta2")) f->beta2 = oc.beta2;
+    if (!loom_app_given(f, "eps")) f->eps = oc.eps;
+    if (!loom_app_given(f, "sched")) f->sched = loom_sched_name(s.kind);
+    if (!loom_app_given(f, "warmup")) f->warmup = s.warmup;
+    if (!loom_app_given(f, "step-size")) f->step_size = s.step_size;
+    if (!loom_app_given(f, "gamma")) f->gamma = s.gamma;
+    if (!loom_app_given(f, "min-lr")) f->min_lr = s.min_lr;
     return 0;
 }
 

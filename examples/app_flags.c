@@ -1,7 +1,12 @@
 /* Command-line flags shared by every example. */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app.h"
 
@@ -28,9 +33,15 @@ static loom_flag common_flags(loom_app_flags *f, int i)
         {"eval-every", LOOM_FLAG_LONG, &f->eval_every, "steps between evaluations (0: only at the end)"},
         {"dropout", LOOM_FLAG_FLOAT, &f->dropout, "dropout between recurrent layers"},
         {"momentum", LOOM_FLAG_FLOAT, &f->momentum, "momentum (sgd, rmsprop)"},
-        {"weight-decay", LOOM_FLAG_FLOAT, &f->weight_decay, "weight decay"},
+        {"weight-decay", LOOM_FLAG_FLOAT, &f->weight_decay, "weight decay (L2; decoupled for adamw)"},
+        {"beta1", LOOM_FLAG_FLOAT, &f->beta1, "first-moment decay (adam, adamw)"},
+        {"beta2", LOOM_FLAG_FLOAT, &f->beta2, "second-moment decay (adam, adamw)"},
+        {"eps", LOOM_FLAG_FLOAT, &f->eps, "denominator term (adam, adamw, rmsprop, adagrad)"},
         {"sched", LOOM_FLAG_STR, &f->sched, "learning-rate schedule: constant | step | cosine"},
         {"warmup", LOOM_FLAG_LONG, &f->warmup, "linear warmup steps"},
+        {"step-size", LOOM_FLAG_LONG, &f->step_size, "step schedule: steps between decays (0: a third of --steps)"},
+        {"gamma", LOOM_FLAG_FLOAT, &f->gamma, "step schedule: factor at each decay"},
+        {"min-lr", LOOM_FLAG_FLOAT, &f->min_lr, "cosine schedule: the learning rate it ends at"},
         {"forget-bias", LOOM_FLAG_FLOAT, &f->forget_bias, "LSTM forget-gate bias at init (0: PyTorch's init)"},
         {"checkpoint", LOOM_FLAG_STR, &f->checkpoint, "HDF5 checkpoint to write (every --checkpoint-every steps and at the end)"},
         {"checkpoint-every", LOOM_FLAG_LONG, &f->checkpoint_every, "steps between checkpoints (0: only at the end)"},
@@ -60,7 +71,10 @@ static void print_value(const loom_flag *fl)
     switch (fl->type) {
     case LOOM_FLAG_INT: printf("%d", *(int *)fl->dst); break;
     case LOOM_FLAG_LONG: printf("%ld", *(long *)fl->dst); break;
-    case LOOM_FLAG_FLOAT: printf("%g", *(float *)fl->dst); break;
+    case LOOM_FLAG_FLOAT:
+        if (isnan(*(float *)fl->dst)) printf("the optimizer's default");
+        else printf("%g", *(float *)fl->dst);
+        break;
     case LOOM_FLAG_U64: printf("%llu", (unsigned long long)*(uint64_t *)fl->dst); break;
     case LOOM_FLAG_STR: printf("%s", *(const char **)fl->dst ? *(const char **)fl->dst : "(none)"); break;
     }
@@ -96,6 +110,10 @@ static int set_value(const loom_flag *fl, const char *v, const char *prog)
     }
     case LOOM_FLAG_FLOAT: {
         float x = strtof(v, &end);
+        if (end != v && !*end && !isfinite(x)) {
+            loom_app_fail_all(prog, "--%s: '%s' is not a finite number", fl->name, v);
+            return 2;
+        }
         if (errno || end == v || *end) break;
         *(float *)fl->dst = x;
         return 0;
@@ -118,6 +136,8 @@ int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, 
     const char *prog = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
     if (!(f->comm_timeout > 0)) f->comm_timeout = (float)LOOM_DIST_TIMEOUT;
     if (!(f->max_loss_ratio > 0)) f->max_loss_ratio = 1e4f;
+    if (!(f->gamma > 0)) f->gamma = 0.1f;
+    f->momentum = f->weight_decay = f->beta1 = f->beta2 = f->eps = NAN;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -167,6 +187,8 @@ int loom_app_check(const loom_app_flags *f, const char *prog)
     else if (f->seq <= 0) bad = "--seq must be positive";
     else if (f->hidden <= 0) bad = "--hidden must be positive";
     else if (f->layers < 1 || f->layers > LOOM_SEQ_MAX_LAYERS) bad = "--layers must be between 1 and " LOOM_STR(LOOM_SEQ_MAX_LAYERS);
+    else if ((long long)f->batch * (f->seq + 1) > INT_MAX / 4) bad = "--batch x --seq is too large (rows of one step overflow)";
+    else if (f->hidden > (1 << 24) || f->embed > (1 << 24)) bad = "--hidden and --embed must be at most 16777216";
     else if (!(f->lr >= 0)) bad = "--lr must be >= 0";
     else if (!(f->clip >= 0)) bad = "--clip must be >= 0 (0 turns clipping off)";
     else if (!(f->dropout >= 0 && f->dropout < 1)) bad = "--dropout must be in [0, 1)";
@@ -174,6 +196,9 @@ int loom_app_check(const loom_app_flags *f, const char *prog)
     else if (f->log_every <= 0) bad = "--log-every must be positive";
     else if (f->eval_every < 0) bad = "--eval-every must be >= 0";
     else if (f->warmup < 0) bad = "--warmup must be >= 0";
+    else if (f->step_size < 0) bad = "--step-size must be >= 0 (0: a third of --steps)";
+    else if (!(f->gamma > 0)) bad = "--gamma must be > 0";
+    else if (!(f->min_lr >= 0)) bad = "--min-lr must be >= 0";
     else if (f->checkpoint_every < 0) bad = "--checkpoint-every must be >= 0";
     else if (f->keep < 0) bad = "--keep must be >= 0";
     else if (f->checkpoint_every > 0 && !f->checkpoint) bad = "--checkpoint-every needs --checkpoint PATH";
@@ -183,11 +208,17 @@ int loom_app_check(const loom_app_flags *f, const char *prog)
         loom_app_fail_all(prog, "%s", bad);
         return 2;
     }
+    cpu_set_t cpus;
+    int cores = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores > 0 && f->threads > cores)
+        loom_app_note(prog, "--threads %d is more than the %d core%s this process may run on: the threads will take turns, "
+                            "which is slower than %d", f->threads, cores, cores == 1 ? "" : "s", cores);
     loom_optim_kind ok;
     loom_sched_kind sk;
     loom_cell c;
+    loom_optim_config oc;
     if (loom_optim_parse(f->optim, &ok) != LOOM_OK || loom_sched_parse(f->sched, &sk) != LOOM_OK ||
-        loom_cell_init_kind(&c, f->cell, 1, 1) != LOOM_OK) {
+        loom_cell_init_kind(&c, f->cell, 1, 1) != LOOM_OK || loom_app_optim_config(f, &oc) != LOOM_OK) {
         loom_app_fail_all(prog, "%s", loom_error_message());
         return 2;
     }

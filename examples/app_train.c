@@ -1,5 +1,6 @@
 /* The examples' side of training: joining the job, and the trainer set up from the flags. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,17 @@ void loom_app_fail_all(const char *prog, const char *fmt, ...)
     va_end(ap);
 }
 
+void loom_app_note(const char *prog, const char *fmt, ...)
+{
+    if (app_dist && app_dist->rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: note: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 void loom_app_fail_rank(const char *prog, const char *fmt, ...)
 {
     va_list ap;
@@ -53,17 +65,37 @@ void loom_app_fail_rank(const char *prog, const char *fmt, ...)
     va_end(ap);
 }
 
-int loom_app_trainer_init(loom_trainer *tr, const loom_app_flags *f, loom_dist *d, loom_params *ps, const char *prog)
+loom_status loom_app_optim_config(const loom_app_flags *f, loom_optim_config *oc)
 {
     loom_optim_kind kind;
-    loom_sched_kind sk;
-    loom_optim_parse(f->optim, &kind);
-    loom_sched_parse(f->sched, &sk);
-    loom_optim_config oc = loom_optim_defaults(kind);
-    oc.lr = f->lr;
-    oc.momentum = f->momentum;
-    if (f->weight_decay > 0 || kind != LOOM_ADAMW) oc.weight_decay = f->weight_decay;
-    loom_sched sched = {sk, f->lr, f->warmup, f->steps / 3 > 0 ? f->steps / 3 : 1, 0.1f, f->steps, 0.0f};
+    loom_status st = loom_optim_parse(f->optim, &kind);
+    if (st != LOOM_OK) return st;
+    *oc = loom_optim_defaults(kind); /* then every flag that has a value overrides its default */
+    oc->lr = f->lr;
+    if (!isnan(f->momentum)) oc->momentum = f->momentum;
+    if (!isnan(f->weight_decay)) oc->weight_decay = f->weight_decay;
+    if (!isnan(f->beta1)) oc->beta1 = f->beta1;
+    if (!isnan(f->beta2)) oc->beta2 = f->beta2;
+    if (!isnan(f->eps)) oc->eps = f->eps;
+    return loom_optim_check(*oc);
+}
+
+loom_sched loom_app_sched(const loom_app_flags *f)
+{
+    loom_sched s = {LOOM_SCHED_CONSTANT, f->lr, f->warmup, f->step_size, f->gamma, f->steps, f->min_lr};
+    loom_sched_parse(f->sched, &s.kind);
+    if (s.step_size == 0) s.step_size = f->steps / 3 > 0 ? f->steps / 3 : 1;
+    return s;
+}
+
+int loom_app_trainer_init(loom_trainer *tr, const loom_app_flags *f, loom_dist *d, loom_params *ps, const char *prog)
+{
+    loom_optim_config oc;
+    if (loom_app_optim_config(f, &oc) != LOOM_OK) {
+        loom_app_fail_all(prog, "%s", loom_error_message());
+        return 2;
+    }
+    loom_sched sched = loom_app_sched(f);
     loom_train_config c = loom_train_defaults(prog);
     c.steps = f->steps;
     c.stop_at = f->stop_at;
@@ -76,9 +108,10 @@ int loom_app_trainer_init(loom_trainer *tr, const loom_app_flags *f, loom_dist *
     c.checkpoint_every = f->checkpoint_every;
     c.keep = f->keep;
     d->timeout = f->comm_timeout;
-    if (loom_trainer_init(tr, &c, d, ps, oc, sched, f->batch) != LOOM_OK) {
+    loom_status st = loom_trainer_init(tr, &c, d, ps, oc, sched, f->batch);
+    if (st != LOOM_OK) {
         loom_dist_perror(d, prog);
-        return d->agreed ? 2 : 1;
+        return st == LOOM_EARG || st == LOOM_ESHAPE ? 2 : 1; /* a usage error, or the files and the machine */
     }
     return 0;
 }
@@ -99,8 +132,10 @@ int loom_app_resume_finish(loom_trainer *tr, const loom_task *task, loom_ckpt *c
 int loom_app_train(loom_trainer *tr, const loom_task *task)
 {
     fflush(stdout);
-    if (loom_trainer_run(tr, task) == LOOM_OK) return 0;
+    loom_status st = loom_trainer_run(tr, task);
+    if (st == LOOM_OK) return 0;
     loom_dist_perror(tr->dist, tr->cfg.prog);
+    if (st == LOOM_ESTOPPED) return LOOM_APP_EXIT_STOPPED;
     if (tr->saved_step > 0 && tr->dist->rank == 0)
         fprintf(stderr, "%s: the last checkpoint, %s (step %ld), is intact\n", tr->cfg.prog, tr->cfg.checkpoint,
                 tr->saved_step);

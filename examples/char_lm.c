@@ -212,8 +212,23 @@ static int *encode(charlm *m, const unsigned char *text, size_t len, const char 
     return ids;
 }
 
+/* Frees what run() has made so far (any part may be missing) and returns rc. */
+static int finish(charlm *m, loom_trainer *run, loom_ckpt *ck, int rc)
+{
+    if (run) loom_trainer_free(run);
+    loom_ckpt_close(ck);
+    loom_state_free(m->carry);
+    loom_seq_free(&m->seq);
+    loom_params_free(m->ps);
+    free(m->train);
+    free(m->idx);
+    free(m->tgt);
+    return rc;
+}
+
 static int run(loom_dist *d, int argc, char **argv)
 {
+    int binary = 0;
     loom_app_flags f = {.data = "/usr/share/games/fortunes", .steps = 600, .batch = 32, .seq = 64, .hidden = 256,
                         .layers = 2, .embed = 64, .cell = "lstm", .optim = "adam", .sched = "constant", .lr = 2e-3f,
                         .clip = 5.0f, .seed = 1, .log_every = 10, .eval_every = 200, .sample = 200, .prompt = "The ",
@@ -223,6 +238,7 @@ static int run(loom_dist *d, int argc, char **argv)
                          {"prompt", LOOM_FLAG_STR, &f.prompt, "text the samples start from"},
                          {"temperature", LOOM_FLAG_FLOAT, &f.temperature, "sampling temperature"},
                          {"eval", LOOM_FLAG_STR, &f.eval, "with --resume: print the loss per character on this file, no training"},
+                         {"binary", LOOM_FLAG_INT, &binary, "1: train on data with NUL bytes (a binary file) too"},
                          {NULL, 0, NULL, NULL}};
     int rc = loom_app_parse(&f, argc, argv, ABOUT, extra);
     if (rc) return rc == 1 ? 0 : rc;
@@ -252,8 +268,10 @@ static int run(loom_dist *d, int argc, char **argv)
         }
         if (loom_app_config_read(ck, &f, "char_lm") || loom_app_config_int(ck, &f, "embed", "embed", &f.embed, "char_lm"))
             return loom_ckpt_close(ck), 2;
-        if (loom_ckpt_read_bytes(ck, "/config/vocab", m.itos, sizeof m.itos, &nv) != LOOM_OK || nv == 0) {
-            fprintf(stderr, "char_lm: %s\n", nv == 0 ? "checkpoint vocabulary is empty" : loom_error_message());
+        loom_status vs = loom_ckpt_read_bytes(ck, "/config/vocab", m.itos, sizeof m.itos, &nv);
+        if (vs != LOOM_OK || nv == 0) {
+            if (vs != LOOM_OK) fprintf(stderr, "char_lm: %s\n", loom_error_message());
+            else fprintf(stderr, "char_lm: checkpoint %s: dataset /config/vocab is empty\n", f.resume);
             return loom_ckpt_close(ck), 1;
         }
         m.vocab = (int)nv;
@@ -269,7 +287,14 @@ static int run(loom_dist *d, int argc, char **argv)
     unsigned char *text = NULL;
     if (!no_train) {
         text = loom_app_read_text(f.data, &len, "char_lm");
-        if (!text) return 1;
+        if (!text) return finish(&m, NULL, ck, 1);
+        const unsigned char *nul = binary ? NULL : memchr(text, 0, len);
+        if (nul) { /* text has no NUL bytes: this is a binary file, or UTF-16 */
+            loom_app_fail_all("char_lm", "--data %s: a NUL byte at offset %zu: this is not text (a binary file, or "
+                              "UTF-16); pass --binary 1 to train on its bytes anyway", f.data, (size_t)(nul - text));
+            free(text);
+            return finish(&m, NULL, ck, 1);
+        }
         if (!f.resume) { /* vocabulary: the bytes that occur, in byte order */
             int seen[256] = {0};
             for (size_t i = 0; i < len; i++) seen[text[i]] = 1;
@@ -282,15 +307,16 @@ static int run(loom_dist *d, int argc, char **argv)
         if (m.stream_len < f.seq + 1 || m.nvalid < 2) {
             fprintf(stderr, "char_lm: --data %s: %zu bytes is too little text for --batch %d x --seq %d\n", f.data, len,
                     f.batch, f.seq);
-            return 2;
+            free(text);
+            return finish(&m, NULL, ck, 2);
         }
         m.train = encode(&m, text, len, f.data);
         free(text);
-        if (!m.train) return 1;
+        if (!m.train) return finish(&m, NULL, ck, 1);
         m.valid = m.train + m.ntrain;
     }
-    m.idx = malloc(sizeof(int) * f.seq * f.batch);
-    m.tgt = malloc(sizeof(int) * f.seq * f.batch);
+    m.idx = malloc(sizeof(int) * (size_t)f.seq * (size_t)f.batch);
+    m.tgt = malloc(sizeof(int) * (size_t)f.seq * (size_t)f.batch);
 
     /* Model: embedding.weight, <cell>.weight_ih_l0 ..., head.weight, head.bias (PyTorch names). */
     m.ps = loom_params_new();
@@ -301,13 +327,13 @@ static int run(loom_dist *d, int argc, char **argv)
         loom_linear_declare(&m.head, m.ps, "head", f.hidden, m.vocab) != LOOM_OK ||
         loom_params_alloc(m.ps, &m.rng) != LOOM_OK) {
         fprintf(stderr, "char_lm: %s\n", loom_error_message());
-        return 1;
+        return finish(&m, NULL, ck, 1);
     }
     loom_seq_apply_init(&m.seq);
 
     loom_trainer run;
     loom_task task = {&m, train_forward, evaluate, save_state, load_state, commit};
-    if ((rc = loom_app_trainer_init(&run, &f, d, m.ps, "char_lm"))) return rc;
+    if ((rc = loom_app_trainer_init(&run, &f, d, m.ps, "char_lm"))) return finish(&m, NULL, ck, rc);
     m.tr = &run;
     /* this rank's streams: their carried state is saved and restored with the run */
     loom_seq_set_shard(&m.seq, run.row0, f.batch);
@@ -315,24 +341,25 @@ static int run(loom_dist *d, int argc, char **argv)
         loom_trainer_track_rows(&run, "/state/carry", loom_state_data(m.carry, NULL),
                                 (size_t)loom_seq_state_count(&m.seq), (size_t)f.hidden) != LOOM_OK) {
         fprintf(stderr, "char_lm: %s\n", loom_error_message());
-        return 1;
+        return finish(&m, &run, ck, 1);
     }
     if (ck && no_train) {
         rc = loom_ckpt_read_params(ck, "/model", m.ps) != LOOM_OK;
         if (rc) fprintf(stderr, "char_lm: %s\n", loom_error_message());
         loom_ckpt_close(ck);
-        if (rc) return 1;
-    } else if (loom_app_resume_finish(&run, &task, ck)) return 1;
+        if (rc) return finish(&m, &run, NULL, 1);
+    } else if (loom_app_resume_finish(&run, &task, ck)) return finish(&m, &run, NULL, 1); /* it closes ck */
     if (no_train) {
         if (f.eval) {
             size_t n;
             unsigned char *et = loom_app_read_text(f.eval, &n, "char_lm");
             int *ids = et ? encode(&m, et, n, f.eval) : NULL;
             free(et);
-            if (!ids) return 1;
+            if (!ids) return finish(&m, &run, NULL, 1);
             if (n < 2) {
                 fprintf(stderr, "char_lm: --eval %s: needs at least 2 characters\n", f.eval);
-                return 2;
+                free(ids);
+                return finish(&m, &run, NULL, 2);
             }
             m.valid = ids, m.nvalid = (long)n, f.batch = 1;
             double l = heldout_loss(&m, run.tape, (long)n);
@@ -350,14 +377,7 @@ static int run(loom_dist *d, int argc, char **argv)
             printf("done: %ld steps, last train loss %.4f nats/char (%.4f bits/char), %.0f tokens/s\n", run.step,
                    run.last_loss, run.last_loss / log(2.0), run.tokens_per_sec);
     }
-    loom_trainer_free(&run);
-    loom_state_free(m.carry);
-    loom_seq_free(&m.seq);
-    loom_params_free(m.ps);
-    free(m.train);
-    free(m.idx);
-    free(m.tgt);
-    return rc;
+    return finish(&m, &run, NULL, rc);
 }
 
 int main(int argc, char **argv) { return loom_app_main(argc, argv, "char_lm", run); }

@@ -312,14 +312,7 @@ static int read_config(loom_app_flags *f)
     }
     if (!rc) {
         f->cell = kind;
-        rc = loom_app_config_int(c, f, "hidden", "hidden", &f->hidden, PROG) ||
-             loom_app_config_int(c, f, "layers", "layers", &f->layers, PROG) ||
-             loom_app_config_int(c, f, "batch", "batch", &f->batch, PROG) ||
-             loom_app_config_int(c, f, "seq", "seq", &f->seq, PROG) ? 2 : 0;
-    }
-    if (!rc && loom_ckpt_has(c, "/config/dropout") && loom_ckpt_read_floats(c, "/config/dropout", &f->dropout, 0, 1) != LOOM_OK) {
-        loom_app_fail_rank(PROG, "--resume: %s", loom_error_message());
-        rc = 1;
+        rc = loom_app_config_common(c, f, PROG);
     }
     loom_ckpt_close(c);
     return rc;

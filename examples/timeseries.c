@@ -1,7 +1,9 @@
 /* timeseries: forecasts the next value of a numeric series (a CSV column, or a
  * generated noisy multi-frequency signal) and compares RMSE with the naive
  * last-value forecast. Many-to-many: a prediction at every step. */
+#define _POSIX_C_SOURCE 200809L /* getline */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,35 @@ static const char ABOUT[] =
     "NAME|INDEX), by default a generated noisy multi-frequency signal. The last 20% is the test\n"
     "part; RMSE is reported against the naive last-value forecast.";
 
+/* A field quoted in a message: at most 40 characters of it. */
+static const char *shown(const char *s, char *buf, size_t cap)
+{
+    if (strlen(s) <= 40) return s;
+    snprintf(buf, cap, "%.40s... (%zu characters)", s, strlen(s));
+    return buf;
+}
+
+/* Splits the next field off a CSV line at *pos, in place: a quoted field ("1,5", with ""
+ * for a quote) loses its quotes. *pos becomes the next field, or NULL after the last.
+ * Returns NULL for a quote that is never closed. */
+static char *next_field(char **pos)
+{
+    char *p = *pos, *field = p, *w = p;
+    if (*p == '"') {
+        for (p++;; p++) {
+            if (!*p) return NULL;
+            if (*p == '"' && p[1] != '"') break;
+            *w++ = *p;
+            if (*p == '"') p++; /* "" is one quote */
+        }
+        p++;
+    }
+    while (*p && *p != ',') *w++ = *p++; /* the rest of an unquoted field (w == p) */
+    *pos = *p ? p + 1 : NULL;
+    *w = '\0';
+    return field;
+}
+
 /* Reads one column of a CSV file (header optional). Returns the count, or -1 after a message. */
 static long read_csv_column(const char *path, const char *column, float **out)
 {
@@ -35,44 +66,63 @@ static long read_csv_column(const char *path, const char *column, float **out)
         fprintf(stderr, "timeseries: --data %s: cannot open: %s\n", path, strerror(errno));
         return -1;
     }
-    char line[65536];
+    char *line = NULL, *endp, show[96];
+    size_t linecap = 0;
     long n = 0, cap = 1024, lineno = 0;
-    int col = -1;
-    char *endp;
+    int col = -1, first = 1;
+    errno = 0;
     long ci = strtol(column, &endp, 10);
-    if (*column && !*endp) col = (int)ci;
+    int by_index = *column && !*endp;
+    if (by_index && (errno || ci < 0 || ci > INT_MAX)) {
+        fprintf(stderr, "timeseries: --data %s: --column %s is not a valid column index (0 or more)\n", path, column);
+        fclose(fp);
+        return -1;
+    }
+    if (by_index) col = (int)ci;
     float *v = malloc(sizeof(float) * cap);
-    while (fgets(line, sizeof line, fp)) {
+    if (!v) {
+        fprintf(stderr, "timeseries: --data %s: out of memory\n", path);
+        goto fail;
+    }
+    for (ssize_t len; (len = getline(&line, &linecap, fp)) >= 0;) { /* lines of any length */
         lineno++;
-        line[strcspn(line, "\r\n")] = '\0';
-        if (!*line) continue;
-        char *fields[256];
-        int nf = 0;
-        for (char *p = line; nf < 256;) {
-            fields[nf++] = p;
-            char *c = strchr(p, ',');
-            if (!c) break;
-            *c = '\0';
-            p = c + 1;
+        if (strlen(line) != (size_t)len) {
+            fprintf(stderr, "timeseries: --data %s line %ld: a NUL byte: not a text CSV file\n", path, lineno);
+            goto fail;
         }
-        if (lineno == 1 && col < 0) { /* a header: find the column by name */
-            for (int i = 0; i < nf; i++)
-                if (strcmp(fields[i], column) == 0) col = i;
-            if (col < 0) {
-                fprintf(stderr, "timeseries: --data %s: no column named '%s' in the header\n", path, column);
+        char *p = line;
+        if (lineno == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3; /* a UTF-8 byte order mark */
+        p[strcspn(p, "\r\n")] = '\0';
+        if (!*p) continue;
+        int head = first; /* the first line with anything on it: a header, or the first value */
+        first = 0;
+        int nf = 0;
+        char *field = NULL;
+        for (char *pos = p; pos; nf++) {
+            char *q = next_field(&pos);
+            if (!q) {
+                fprintf(stderr, "timeseries: --data %s line %ld: a quoted field is never closed\n", path, lineno);
                 goto fail;
             }
-            continue;
+            if (head && !by_index && strcmp(q, column) == 0) col = nf; /* find the column by name */
+            if (nf == col) field = q;
         }
-        if (col >= nf) {
+        if (head && !by_index) {
+            if (col >= 0) continue;
+            fprintf(stderr, "timeseries: --data %s: no column named '%s' in the header (line %ld)\n", path,
+                    shown(column, show, sizeof show), lineno);
+            goto fail;
+        }
+        if (!field) {
             fprintf(stderr, "timeseries: --data %s line %ld: has %d columns, --column %s asks for column %d\n", path,
                     lineno, nf, column, col);
             goto fail;
         }
-        float x = strtof(fields[col], &endp);
-        if (endp == fields[col] || *endp || !isfinite(x)) {
-            if (lineno == 1) continue; /* a header row with a numeric column index */
-            fprintf(stderr, "timeseries: --data %s line %ld: '%s' is not a number\n", path, lineno, fields[col]);
+        float x = strtof(field, &endp);
+        if (endp == field || *endp || !isfinite(x)) {
+            if (head && endp == field) continue; /* a header row with a numeric column index */
+            fprintf(stderr, "timeseries: --data %s line %ld: '%s' is not a %s\n", path, lineno,
+                    shown(field, show, sizeof show), endp == field || *endp ? "number" : "finite float32 number");
             goto fail;
         }
         if (n == cap) {
@@ -85,10 +135,16 @@ static long read_csv_column(const char *path, const char *column, float **out)
         }
         v[n++] = x;
     }
+    if (ferror(fp)) {
+        fprintf(stderr, "timeseries: --data %s: read error after line %ld\n", path, lineno);
+        goto fail;
+    }
+    free(line);
     fclose(fp);
     *out = v;
     return n;
 fail:
+    free(line);
     fclose(fp);
     free(v);
     return -1;
@@ -178,6 +234,19 @@ static void evaluate(void *ctx, loom_tape *t, long step)
     fflush(stdout);
 }
 
+/* Frees what run() has made so far (any part may be missing) and returns rc. */
+static int finish(tseries *m, loom_trainer *run, loom_ckpt *ck, int rc)
+{
+    if (run) loom_trainer_free(run);
+    loom_ckpt_close(ck);
+    loom_seq_free(&m->seq);
+    loom_params_free(m->ps);
+    free(m->v);
+    free(m->x);
+    free(m->y);
+    return rc;
+}
+
 static int run(loom_dist *d, int argc, char **argv)
 {
     loom_app_flags f = {.data = NULL, .steps = 600, .batch = 32, .seq = 50, .hidden = 32, .layers = 1, .cell = "lstm",
@@ -189,13 +258,13 @@ static int run(loom_dist *d, int argc, char **argv)
     if (rc) return rc == 1 ? 0 : rc;
     loom_ckpt *ck = NULL;
     if ((rc = loom_app_resume_open(&f, "timeseries", &ck))) return rc;
-    if (loom_app_check(&f, "timeseries")) return 2;
-    if (f.threads > 0) loom_threads_set(f.threads);
     tseries m = {.f = &f};
+    if (loom_app_check(&f, "timeseries")) return finish(&m, NULL, ck, 2);
+    if (f.threads > 0) loom_threads_set(f.threads);
     loom_rng gen = loom_rng_init(f.seed + 7);
     if (f.data) {
         m.n = read_csv_column(f.data, f.column, &m.v);
-        if (m.n < 0) return 1;
+        if (m.n < 0) return finish(&m, NULL, ck, 1);
     } else {
         m.n = 4000;
         m.v = malloc(sizeof(float) * m.n);
@@ -203,9 +272,9 @@ static int run(loom_dist *d, int argc, char **argv)
     }
     m.ntrain = m.n * 4 / 5;
     if (m.ntrain < f.seq + 2 || m.n - m.ntrain < 2) {
-        fprintf(stderr, "timeseries: %ld values is too short for --seq %d (need at least %d)\n", m.n, f.seq,
-                (f.seq + 2) * 5 / 4 + 2);
-        return 2;
+        fprintf(stderr, "timeseries: --data %s: %ld values is too short for --seq %d (need at least %d)\n",
+                f.data ? f.data : "(generated)", m.n, f.seq, (f.seq + 2) * 5 / 4 + 2);
+        return finish(&m, NULL, ck, 2);
     }
     double s = 0, ss = 0;
     for (long i = 0; i < m.ntrain; i++) s += m.v[i], ss += (double)m.v[i] * m.v[i];
@@ -222,24 +291,17 @@ static int run(loom_dist *d, int argc, char **argv)
     if (loom_app_seq_declare(&f, f.cell, 1, &m.seq, m.ps) != LOOM_OK ||
         loom_linear_declare(&m.head, m.ps, "head", f.hidden, 1) != LOOM_OK || loom_params_alloc(m.ps, &init) != LOOM_OK) {
         fprintf(stderr, "timeseries: %s\n", loom_error_message());
-        return 1;
+        return finish(&m, NULL, ck, 1);
     }
     loom_seq_apply_init(&m.seq);
     printf("timeseries: %ld values (%s), %ld for training, %s hidden %d\n", m.n, f.data ? f.data : "generated", m.ntrain,
            f.cell, f.hidden);
     loom_trainer run;
     loom_task task = {&m, forward, evaluate, save_state, load_state, NULL};
-    if ((rc = loom_app_trainer_init(&run, &f, d, m.ps, "timeseries"))) return rc;
+    if ((rc = loom_app_trainer_init(&run, &f, d, m.ps, "timeseries"))) return finish(&m, NULL, ck, rc);
     loom_seq_set_shard(&m.seq, run.row0, f.batch);
-    if (loom_app_resume_finish(&run, &task, ck)) return 1;
-    rc = loom_app_train(&run, &task);
-    loom_trainer_free(&run);
-    loom_seq_free(&m.seq);
-    loom_params_free(m.ps);
-    free(m.v);
-    free(m.x);
-    free(m.y);
-    return rc;
+    if (loom_app_resume_finish(&run, &task, ck)) return finish(&m, &run, NULL, 1); /* it closes ck */
+    return finish(&m, &run, NULL, loom_app_train(&run, &task));
 }
 
 int main(int argc, char **argv) { return loom_app_main(argc, argv, "timeseries", run); }

@@ -2,6 +2,7 @@
  * before it is read, and every failure names the file and the dataset. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +23,18 @@ static int read_root_attr(hid_t f, const char *name, int *v)
     if (H5Aexists(f, name) <= 0) return -1;
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
     if (a < 0) return -1;
-    herr_t st = H5Aread(a, H5T_NATIVE_INT, v);
+    /* one integer, nothing else: an array would be read past v */
+    hid_t sp = H5Aget_space(a), t = H5Aget_type(a);
+    int one = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && H5Sget_simple_extent_type(sp) != H5S_NULL;
+    int integer = t >= 0 && H5Tget_class(t) == H5T_INTEGER;
+    if (sp >= 0) H5Sclose(sp);
+    if (t >= 0) H5Tclose(t);
+    long long x = 0;
+    herr_t st = one && integer ? H5Aread(a, H5T_NATIVE_LLONG, &x) : -1;
     H5Aclose(a);
-    return st < 0 ? -1 : 0;
+    if (st < 0 || x < INT_MIN || x > INT_MAX) return -1;
+    *v = (int)x;
+    return 0;
 }
 
 loom_ckpt *loom_ckpt_open(const char *path)
@@ -63,7 +73,8 @@ loom_ckpt *loom_ckpt_open(const char *path)
     }
     int format = 0;
     if (read_root_attr(c->file, "format_version", &format) < 0) {
-        loom_error_set(LOOM_EFORMAT, "checkpoint %s: no readable format_version attribute: not a loom checkpoint, or corrupt", path);
+        loom_error_set(LOOM_EFORMAT, "checkpoint %s: no readable format_version attribute (one integer): not a loom checkpoint, "
+                       "or corrupt", path);
         loom_ckpt_close(c);
         return NULL;
     }
@@ -73,8 +84,9 @@ loom_ckpt *loom_ckpt_open(const char *path)
         loom_ckpt_close(c);
         return NULL;
     }
-    if (read_root_attr(c->file, "world_size", &c->world_size) < 0) c->world_size = 1;
-    if (read_root_attr(c->file, "threads", &c->threads) < 0) c->threads = 0;
+    /* how the run was launched: only notes depend on these, so a damaged one counts as unknown */
+    if (read_root_attr(c->file, "world_size", &c->world_size) < 0 || c->world_size < 1) c->world_size = 1;
+    if (read_root_attr(c->file, "threads", &c->threads) < 0 || c->threads < 0) c->threads = 0;
     return c;
 }
 
@@ -151,6 +163,12 @@ static hid_t open_ds(loom_ckpt *c, const char *name, H5T_class_t cls, size_t siz
         return -1;
     }
     hid_t sp = H5Dget_space(ds);
+    if (sp >= 0 && H5Sget_simple_extent_type(sp) == H5S_NULL) { /* reads nothing, leaving the buffer as it was */
+        H5Sclose(sp);
+        H5Dclose(ds);
+        *st = err(c, LOOM_EFORMAT, name, " has no data (an empty dataspace)%s", "");
+        return -1;
+    }
     int grank = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
     hsize_t gd[8] = {0};
     if (grank > 0 && grank <= 8) H5Sget_simple_extent_dims(sp, gd, NULL);
@@ -297,35 +315,57 @@ loom_status loom_ckpt_read_params(loom_ckpt *c, const char *group, loom_params *
     return LOOM_OK;
 }
 
-loom_status loom_ckpt_read_optim(loom_ckpt *c, const char *group, loom_optim *o)
+/* "group/leaf" into name (room checked by the callers' length test). */
+static void child(char *name, size_t n, const char *group, const char *leaf) { snprintf(name, n, "%s/%s", group, leaf); }
+
+loom_status loom_ckpt_read_optim_config(loom_ckpt *c, const char *group, loom_optim_config *cfg)
 {
     char name[512], kind[32];
     float hyper[8];
+    loom_status st = loom_ckpt_readable(c, "ckpt_read_optim_config", group, "group");
+    if (st != LOOM_OK) return st;
+    if (!cfg) return LOOM_NULL_ARG("ckpt_read_optim_config", "config");
+    if (strlen(group) + 16 > sizeof name) /* room for "/hyper" and the like */
+        return loom_error_set(LOOM_EARG, "ckpt_read_optim_config: group %s is too long", group);
+    child(name, sizeof name, group, "kind");
+    if ((st = loom_ckpt_read_str(c, name, kind, sizeof kind)) != LOOM_OK) return st;
+    loom_optim_config k;
+    if (loom_optim_parse(kind, &k.kind) != LOOM_OK) return err(c, LOOM_EFORMAT, name, " names an unknown optimizer '%s'", kind);
+    child(name, sizeof name, group, "hyper");
+    if ((st = loom_ckpt_read_floats(c, name, hyper, 0, 8)) != LOOM_OK) return st;
+    k.lr = hyper[0], k.momentum = hyper[1], k.nesterov = hyper[2] != 0.0f, k.beta1 = hyper[3];
+    k.beta2 = hyper[4], k.eps = hyper[5], k.alpha = hyper[6], k.weight_decay = hyper[7];
+    if (loom_optim_check(k) != LOOM_OK) return err(c, LOOM_EFORMAT, name, ": %s", loom_error_message());
+    *cfg = k;
+    return LOOM_OK;
+}
+
+loom_status loom_ckpt_read_optim(loom_ckpt *c, const char *group, loom_optim *o)
+{
+    char name[512];
     int64_t step;
+    loom_optim_config file;
     loom_status st = loom_ckpt_readable(c, "ckpt_read_optim", group, "group");
     if (st != LOOM_OK) return st;
     if (!o) return LOOM_NULL_ARG("ckpt_read_optim", "optimizer");
     if (o->n && (!o->m || !o->v))
         return loom_error_set(LOOM_ESTATE, "ckpt_read_optim: %s: the optimizer is not initialised (loom_optim_init)",
                               group);
-    if (strlen(group) + 16 > sizeof name) /* room for "/hyper" and the like */
-        return loom_error_set(LOOM_EARG, "ckpt_read_optim: group %s is too long", group);
-    snprintf(name, sizeof name, "%s/kind", group);
-    if ((st = loom_ckpt_read_str(c, name, kind, sizeof kind)) != LOOM_OK) return st;
-    loom_optim_kind k;
-    if (loom_optim_parse(kind, &k) != LOOM_OK) return err(c, LOOM_EFORMAT, name, " names an unknown optimizer '%s'", kind);
-    if (k != o->cfg.kind) return err(c, LOOM_EFORMAT, name, " is '%s', but the run uses another optimizer", kind);
-    snprintf(name, sizeof name, "%s/hyper", group);
-    if ((st = loom_ckpt_read_floats(c, name, hyper, 0, 8)) != LOOM_OK) return st;
-    snprintf(name, sizeof name, "%s/step", group);
+    if ((st = loom_ckpt_read_optim_config(c, group, &file)) != LOOM_OK) return st;
+    child(name, sizeof name, group, "kind");
+    if (file.kind != o->cfg.kind) {
+        char why[128];
+        snprintf(why, sizeof why, "'%s', but the run uses %s: their states do not carry over", loom_optim_name(file.kind),
+                 loom_optim_name(o->cfg.kind));
+        return err(c, LOOM_EFORMAT, name, " is %s", why);
+    }
+    child(name, sizeof name, group, "step");
     if ((st = loom_ckpt_read_i64(c, name, &step, 0)) != LOOM_OK) return st;
     if (step < 0) return err(c, LOOM_EFORMAT, name, " is negative%s", "");
-    snprintf(name, sizeof name, "%s/m", group);
+    child(name, sizeof name, group, "m");
     if ((st = loom_ckpt_read_floats(c, name, o->m, 0, (int)o->n)) != LOOM_OK) return st;
-    snprintf(name, sizeof name, "%s/v", group);
+    child(name, sizeof name, group, "v");
     if ((st = loom_ckpt_read_floats(c, name, o->v, 0, (int)o->n)) != LOOM_OK) return st;
-    o->cfg.lr = hyper[0], o->cfg.momentum = hyper[1], o->cfg.nesterov = hyper[2] != 0.0f, o->cfg.beta1 = hyper[3];
-    o->cfg.beta2 = hyper[4], o->cfg.eps = hyper[5], o->cfg.alpha = hyper[6], o->cfg.weight_decay = hyper[7];
     o->step = (long)step;
     return LOOM_OK;
 }

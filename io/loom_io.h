@@ -78,7 +78,12 @@ loom_status loom_ckpt_read_bytes(loom_ckpt *c, const char *name, unsigned char *
 loom_status loom_ckpt_read_str(loom_ckpt *c, const char *name, char *buf, size_t cap);
 /* Reads every parameter of ps from group; each must exist with its shape. */
 loom_status loom_ckpt_read_params(loom_ckpt *c, const char *group, loom_params *ps);
-/* Reads optimizer state into o (already initialised for the same size and kind). */
+/* Reads the optimizer settings saved in group (kind, lr, momentum, betas, eps, alpha,
+ * weight decay), refusing values loom_optim_check refuses. */
+loom_status loom_ckpt_read_optim_config(loom_ckpt *c, const char *group, loom_optim_config *cfg);
+/* Reads optimizer state (moments, update count) into o, already initialised for the same
+ * size and kind. o's settings stay as the run set them: a resumed run chooses its own
+ * hyper-parameters (loom_ckpt_read_optim_config gives the file's). */
 loom_status loom_ckpt_read_optim(loom_ckpt *c, const char *group, loom_optim *o);
 /* Reads an RNG state. */
 loom_status loom_ckpt_read_rng(loom_ckpt *c, const char *name, loom_rng *r);

@@ -240,13 +240,19 @@ typedef struct loom_optim {
     size_t n;
     float *m, *v;  /* first and second moments (or momentum / square averages / sums) */
     long step;     /* updates made so far */
+    const void *self; /* read-only: the struct's own address while initialised, so a second init frees the first */
 } loom_optim;
 
 /* PyTorch's defaults for a kind (lr included). */
 loom_optim_config loom_optim_defaults(loom_optim_kind kind);
 /* Parses "sgd", "adam", "adamw", "rmsprop", "adagrad". */
 loom_status loom_optim_parse(const char *name, loom_optim_kind *kind);
-/* Allocates zeroed state for n parameters. */
+/* The name of a kind ("unknown" for a value out of range). */
+const char *loom_optim_name(loom_optim_kind kind);
+/* LOOM_OK if every setting is finite and in range, else LOOM_EARG naming the first that is not. */
+loom_status loom_optim_check(loom_optim_config cfg);
+/* Allocates zeroed state for n parameters. Called again on an initialised optimizer it
+ * frees the old state first. Hyper-parameters must be finite and in range. */
 loom_status loom_optim_init(loom_optim *o, loom_optim_config cfg, size_t n);
 /* Frees the state (NULL is fine). */
 void loom_optim_free(loom_optim *o);
@@ -274,6 +280,9 @@ typedef struct loom_sched {
     long total;      /* COSINE: steps to reach min_lr */
     float min_lr;
 } loom_sched;
+/* LOOM_OK if the schedule's settings are finite and in range (a step schedule needs
+ * step_size > 0 and gamma > 0), else LOOM_EARG naming them. */
+loom_status loom_sched_check(const loom_sched *s);
 /* Learning rate at step (0-based; NAN for a negative step). */
 float loom_sched_lr(const loom_sched *s, long step);
 /* Parses "constant", "step", "cosine". */

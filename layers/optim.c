@@ -17,32 +17,53 @@ loom_optim_config loom_optim_defaults(loom_optim_kind kind)
     return c;
 }
 
+static const char *const OPTIM_NAMES[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
+
+const char *loom_optim_name(loom_optim_kind kind) { return (unsigned)kind <= LOOM_ADAGRAD ? OPTIM_NAMES[kind] : "unknown"; }
+
 loom_status loom_optim_parse(const char *name, loom_optim_kind *kind)
 {
     if (!name) return LOOM_NULL_ARG("optim_parse", "name");
     if (!kind) return LOOM_NULL_ARG("optim_parse", "kind");
-    static const char *names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
-    for (int k = 0; k < 5; k++)
-        if (strcmp(name, names[k]) == 0) {
+    for (int k = 0; k <= LOOM_ADAGRAD; k++)
+        if (strcmp(name, OPTIM_NAMES[k]) == 0) {
             *kind = (loom_optim_kind)k;
             return LOOM_OK;
         }
     return loom_error_set(LOOM_EARG, "unknown optimizer '%s' (expected sgd, adam, adamw, rmsprop or adagrad)", name);
 }
 
+/* The first setting out of range, by name; NaN fails every comparison, so each test is written to pass on good values. */
+loom_status loom_optim_check(loom_optim_config cfg)
+{
+    if ((unsigned)cfg.kind > LOOM_ADAGRAD)
+        return loom_error_set(LOOM_EARG, "optim: unknown optimizer kind %d", (int)cfg.kind);
+    const struct {
+        const char *name;
+        float v, hi; /* valid: 0 <= v < hi (hi INFINITY: finite) */
+    } rng[] = {{"lr", cfg.lr, INFINITY},       {"momentum", cfg.momentum, INFINITY}, {"eps", cfg.eps, INFINITY},
+               {"beta1", cfg.beta1, 1.0f},     {"beta2", cfg.beta2, 1.0f},           {"alpha", cfg.alpha, 1.0f},
+               {"weight decay", cfg.weight_decay, INFINITY}};
+    for (size_t k = 0; k < sizeof rng / sizeof rng[0]; k++) {
+        if (!isfinite(rng[k].v)) return loom_error_set(LOOM_EARG, "optim: %s %g is not finite", rng[k].name, rng[k].v);
+        if (!(rng[k].v >= 0 && rng[k].v < rng[k].hi))
+            return loom_error_set(LOOM_EARG, "optim: %s %g is out of range (%s)", rng[k].name, rng[k].v,
+                                  rng[k].hi == 1.0f ? "expected 0 <= value < 1" : "expected >= 0");
+    }
+    if (cfg.nesterov && cfg.momentum <= 0) return loom_error_set(LOOM_EARG, "optim: nesterov needs momentum > 0");
+    return LOOM_OK;
+}
+
 loom_status loom_optim_init(loom_optim *o, loom_optim_config cfg, size_t n)
 {
     if (!o) return LOOM_NULL_ARG("optim_init", "optimizer");
+    if (o->self == o) loom_optim_free(o); /* a second init: stack garbage never holds its own address */
     memset(o, 0, sizeof *o);
-    if ((unsigned)cfg.kind > LOOM_ADAGRAD)
-        return loom_error_set(LOOM_EARG, "optim_init: unknown optimizer kind %d", (int)cfg.kind);
-    if (!(cfg.lr >= 0) || cfg.momentum < 0 || cfg.eps < 0 || cfg.beta1 < 0 || cfg.beta1 >= 1 || cfg.beta2 < 0 ||
-        cfg.beta2 >= 1 || cfg.weight_decay < 0)
-        return loom_error_set(LOOM_EARG, "optim: lr %g, momentum %g, betas (%g, %g), eps %g or weight decay %g out of range",
-                              cfg.lr, cfg.momentum, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay);
-    if (cfg.nesterov && cfg.momentum <= 0) return loom_error_set(LOOM_EARG, "optim: nesterov needs momentum > 0");
+    loom_status st = loom_optim_check(cfg);
+    if (st != LOOM_OK) return st;
     o->cfg = cfg;
     o->n = n;
+    o->self = o;
     o->m = loom_calloc(n, sizeof(float));
     o->v = loom_calloc(n, sizeof(float));
     if (!o->m || !o->v) {
@@ -58,6 +79,7 @@ void loom_optim_free(loom_optim *o)
     loom_free(o->m);
     loom_free(o->v);
     o->m = o->v = NULL;
+    o->self = NULL;
 }
 
 /* One update of n values from offset: p, g, m and v all point at the same element. */

@@ -24,6 +24,22 @@ float loom_sched_lr(const loom_sched *s, long step)
     }
 }
 
+loom_status loom_sched_check(const loom_sched *s)
+{
+    if (!s) return LOOM_NULL_ARG("sched_check", "schedule");
+    if ((unsigned)s->kind > LOOM_SCHED_COSINE) return loom_error_set(LOOM_EARG, "schedule: unknown kind %d", (int)s->kind);
+    if (!isfinite(s->base_lr) || !isfinite(s->gamma) || !isfinite(s->min_lr))
+        return loom_error_set(LOOM_EARG, "schedule: lr %g, gamma %g and min lr %g must be finite", s->base_lr, s->gamma,
+                              s->min_lr);
+    if (s->base_lr < 0 || s->min_lr < 0 || s->warmup < 0)
+        return loom_error_set(LOOM_EARG, "schedule: lr %g, min lr %g and warmup %ld must be >= 0", s->base_lr, s->min_lr,
+                              s->warmup);
+    if (s->kind == LOOM_SCHED_STEP && (s->step_size <= 0 || !(s->gamma > 0)))
+        return loom_error_set(LOOM_EARG, "schedule: step needs a step size > 0 (has %ld) and gamma > 0 (has %g)",
+                              s->step_size, s->gamma);
+    return LOOM_OK;
+}
+
 static const char *const SCHED_NAMES[] = {"constant", "step", "cosine"};
 
 loom_status loom_sched_parse(const char *name, loom_sched_kind *kind)

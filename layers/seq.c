@@ -1,5 +1,6 @@
 /* The sequence layer: runs each layer's cell over time (fused or unrolled),
  * stacks layers with dropout between them and handles per-sequence lengths. */
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
@@ -109,7 +110,12 @@ static loom_status forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T
 {
     if (!s->cells) return loom_error_set(LOOM_ESTATE, "seq: the stack is not initialised");
     if (loom_tape_check(t, "seq", &x, 1) != LOOM_OK) return loom_tape_status(t);
-    if (T <= 0 || B <= 0 || x->rows != T * B || x->cols != s->cells[0].input_size)
+    int S = 1; /* the most state parts of a layer: a fused layer keeps S x (T+1) x B rows of history */
+    for (int l = 0; l < s->layers; l++) S = s->cells[l].n_state > S ? s->cells[l].n_state : S;
+    if (T > 0 && B > 0 && (long long)S * (T + 1) * B > INT_MAX)
+        return loom_error_set(LOOM_ESHAPE, "seq: T=%d x B=%d is too many rows: the state history needs %lld, at most %d",
+                              T, B, (long long)S * (T + 1) * B, INT_MAX);
+    if (T <= 0 || B <= 0 || (long long)x->rows != (long long)T * B || x->cols != s->cells[0].input_size)
         return loom_error_set(LOOM_ESHAPE, "seq: input [%dx%d] does not fit T=%d x B=%d rows of %d features", x->rows,
                               x->cols, T, B, s->cells[0].input_size);
     if (train && s->dropout > 0.0f && s->layers > 1 && !rng)
@@ -118,7 +124,9 @@ static loom_status forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T
     int P = loom_seq_state_count(s);
     unsigned char *keep = loom_arena_alloc(ar, (size_t)T * B);
     loom_tensor **last = loom_arena_alloc(ar, (size_t)P * sizeof *last), **st0 = loom_arena_alloc(ar, (size_t)P * sizeof *st0);
-    if (!keep || !last || !st0) return loom_tape_fail(t, LOOM_ENOMEM, "seq: out of memory"), LOOM_ENOMEM;
+    if (!keep || !last || !st0)
+        return loom_tape_fail(t, LOOM_ENOMEM, "seq: cannot allocate %zu bytes for the masks of T=%d x B=%d", (size_t)T * B, T, B),
+               LOOM_ENOMEM;
     for (int b = 0; b < B; b++) {
         if (lengths && (lengths[b] < 0 || lengths[b] > T))
             return loom_error_set(LOOM_EARG, "seq: length %d of sequence %d is outside [0,%d]", lengths[b], b, T);

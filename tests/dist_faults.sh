@@ -36,9 +36,13 @@ expect any "rank 1: --resume: checkpoint missing.h5: No such file" 10 "resume fi
 t0=$(now); mpi 2 "$ex" $args --batch 5 >out.txt 2>&1; rc=$?
 expect 2 "the global batch of 5 does not divide evenly among 2 ranks" 10 "indivisible batch"
 [ "$(grep -c 'does not divide' out.txt)" = 1 ] || fail "indivisible batch: reported more than once"
-# A save that fails on rank 0 ends the job, naming rank 0 and the step.
+# An unwritable checkpoint directory is found at start-up, and said once.
 t0=$(now); mpi 2 "$ex" $args --steps 3 --checkpoint /nonexistent/dir/ck.h5 >out.txt 2>&1; rc=$?
-expect 1 "rank 0: step 3: checkpoint /nonexistent/dir/ck.h5: directory /nonexistent/dir is not writable" 10 "failed save"
+expect 1 "checkpoint /nonexistent/dir/ck.h5: directory /nonexistent/dir is not writable" 10 "unwritable checkpoint directory"
+[ "$(grep -c 'is not writable' out.txt)" = 1 ] || fail "unwritable checkpoint directory: reported more than once"
+# A save that fails on rank 0 later ends the job, naming rank 0 and the step.
+t0=$(now); LOOM_FAULT=save:0:2 mpi 2 "$ex" $args --steps 3 --checkpoint ck.h5 --checkpoint-every 1 >out.txt 2>&1; rc=$?
+expect 1 "rank 0: step 2: checkpoint ck.h5: injected fault" 10 "failed save"
 # A NaN gradient on rank 1 stops every rank before the update; the last checkpoint still loads.
 t0=$(now); LOOM_FAULT=nan:1:3 mpi 2 "$ex" $args --checkpoint nan.h5 --checkpoint-every 1 >out.txt 2>&1; rc=$?
 expect 1 "step 3: the loss is [-0-9.e+]+ and the gradient norm -?nan: stopped before the update" 10 "NaN gradient"
