@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -40,7 +41,7 @@ void *loom_malloc(size_t bytes)
 {
     atomic_fetch_add(&alloc_calls, 1);
     void *p = malloc(bytes ? bytes : 1);
-    if (!p) loom_error_set(LOOM_ENOMEM, "out of memory allocating %zu bytes", bytes);
+    if (!p) loom_error_set(LOOM_ENOMEM, "cannot allocate %zu bytes: out of memory", bytes);
     return p;
 }
 
@@ -48,13 +49,19 @@ void *loom_calloc(size_t n, size_t size)
 {
     atomic_fetch_add(&alloc_calls, 1);
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) loom_error_set(LOOM_ENOMEM, "out of memory allocating %zu x %zu bytes", n, size);
+    if (!p) loom_error_set(LOOM_ENOMEM, "cannot allocate %zu x %zu bytes: out of memory", n, size);
     return p;
 }
 
 void loom_free(void *p) { free(p); }
 
 uint64_t loom_alloc_count(void) { return atomic_load(&alloc_calls); }
+
+uint64_t loom_memory_bytes(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
 
 void loom_threads_set(int n)
 {

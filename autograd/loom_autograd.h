@@ -48,6 +48,9 @@ void *loom_calloc(size_t n, size_t size);
 void loom_free(void *p);
 /* Number of loom_malloc/loom_calloc calls made so far by this process. */
 uint64_t loom_alloc_count(void);
+/* This machine's physical memory in bytes (0 if unknown): allocations beyond it are
+ * refused up front, since Linux grants them lazily and kills the process at first touch. */
+uint64_t loom_memory_bytes(void);
 
 /* ---------------------------------------------------------------- tensor */
 

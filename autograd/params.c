@@ -1,4 +1,5 @@
 /* Heap tensors and the flat parameter store with named views. */
+#include <stdint.h>
 #include <string.h>
 
 #include "internal.h"
@@ -120,9 +121,21 @@ loom_status loom_params_alloc(loom_params *p, loom_rng *rng)
         if (p->e[i].init.kind == LOOM_INIT_UNIFORM || p->e[i].init.kind == LOOM_INIT_NORMAL)
             return loom_error_set(LOOM_EARG, "params_alloc: rng is NULL but parameter '%s' has a random init",
                                   p->e[i].name);
+    /* calloc of more than the machine has succeeds lazily and the OOM killer ends the
+     * process at first touch: refuse it here with a message instead */
+    uint64_t mem = loom_memory_bytes(), need = (uint64_t)p->size * 2u * sizeof(float);
+    if (p->size > SIZE_MAX / 8 || (mem && need > mem))
+        return loom_error_set(LOOM_ENOMEM, "params_alloc: cannot allocate %llu bytes for %zu parameters and their gradients "
+                                           "(this machine has %llu bytes of memory)",
+                              (unsigned long long)need, p->size, (unsigned long long)mem);
     p->data = loom_calloc(p->size, sizeof(float));
     p->grad = loom_calloc(p->size, sizeof(float));
-    if (!p->data || !p->grad) return LOOM_ENOMEM;
+    if (!p->data || !p->grad) {
+        loom_free(p->data), loom_free(p->grad);
+        p->data = p->grad = NULL;
+        return loom_error_set(LOOM_ENOMEM, "params_alloc: cannot allocate %llu bytes for %zu parameters and their gradients",
+                              (unsigned long long)need, p->size);
+    }
     for (int i = 0; i < p->n; i++) {
         pentry *e = &p->e[i];
         float *d = p->data + e->offset;

@@ -127,6 +127,11 @@ static loom_status trainer_init(loom_trainer *tr, const loom_train_config *cfg, 
     if (st != LOOM_OK) return st;
     if (!loom_params_data(ps)) return loom_error_set(LOOM_ESTATE, "trainer: the parameters are not allocated");
     if (!(tr->tape = loom_tape_new(0))) return LOOM_ENOMEM;
+    uint64_t mem = loom_memory_bytes(), need = 16u * (uint64_t)loom_params_size(ps); /* params, grads, 2 moments */
+    if (mem && need > mem)
+        return loom_error_set(LOOM_ENOMEM, "trainer: cannot allocate the optimizer's state: parameters, gradients and two "
+                                           "moments need %llu bytes, and this machine has %llu",
+                              (unsigned long long)need, (unsigned long long)mem);
     if ((st = loom_optim_init(&tr->optim, optim, loom_params_size(ps))) != LOOM_OK) return st;
     if ((st = loom_sched_check(&sched)) != LOOM_OK) return st;
     /* rank 0's verdict on its files is every rank's, so a bad path ends the job cleanly */
