@@ -121,13 +121,8 @@ typedef struct image_cap {
     void *mem;  /* the core driver's buffer */
     size_t cap; /* its size (at least the file's end of address) */
     int closed; /* HDF5 has closed the file and handed the buffer over */
-    hid_t file; /* the checkpoint's file, by which image_take finds it */
     int fd;     /* the temporary file, created at once so a directory that takes no file fails fast */
-    struct image_cap *next;
 } image_cap;
-
-/* The image of every checkpoint being written (a list: a program writes one or two at once). */
-static image_cap *images;
 
 static void *image_malloc(size_t n, H5FD_file_image_op_t op, void *udata)
 {
@@ -171,17 +166,11 @@ static herr_t image_udata_free(void *udata)
     return 0;
 }
 
-/* Takes the image_cap of a checkpoint being written off the list (NULL if there is none). */
-static image_cap *image_take(hid_t file)
+/* Takes the image of a checkpoint being written (NULL if there is none). */
+static image_cap *image_take(loom_ckpt *c)
 {
-    image_cap *k = NULL;
-#pragma omp critical(loom_ckpt_images)
-    for (image_cap **at = &images; *at; at = &(*at)->next)
-        if ((*at)->file == file) {
-            k = *at;
-            *at = k->next;
-            break;
-        }
+    image_cap *k = c->image;
+    c->image = NULL;
     return k;
 }
 
@@ -280,12 +269,7 @@ loom_ckpt *loom_ckpt_create(const char *path)
         return NULL;
     }
     H5Pclose(fapl);
-    cap->file = c->file;
-#pragma omp critical(loom_ckpt_images)
-    {
-        cap->next = images;
-        images = cap;
-    }
+    c->image = cap;
     return c;
 }
 
@@ -450,7 +434,7 @@ void loom_ckpt_abort(loom_ckpt *c)
 {
     if (!c) return;
     int saved = errno; /* a caller reporting the failure that led here still has its errno */
-    image_cap *k = c->writing && c->file >= 0 ? image_take(c->file) : NULL;
+    image_cap *k = image_take(c);
     if (c->file >= 0) H5Fclose(c->file);
     if (c->writing) unlink(c->tmp); /* one opened for reading has no temporary file */
     if (k) {
@@ -474,7 +458,7 @@ loom_status loom_ckpt_commit(loom_ckpt *c)
      * until the rename, path keeps the previous checkpoint, and on any failure the temporary
      * file is removed. */
     loom_status st = LOOM_OK;
-    image_cap *k = image_take(c->file);
+    image_cap *k = image_take(c);
     errno = 0;
     if (write_attr_int(c->file, "format_version", LOOM_CKPT_FORMAT) < 0 || write_attr_int(c->file, "world_size", c->world_size) < 0 ||
         write_attr_int(c->file, "threads", c->threads) < 0)

@@ -12,6 +12,7 @@ struct loom_ckpt {
     int world_size, threads;
     char path[4096];
     char tmp[4096]; /* writing: the temporary file renamed over path by commit */
+    struct image_cap *image; /* writing: the in-memory file commit writes out (ckpt_write.c) */
 };
 
 /* The error of a public call given NULL for a required pointer: "fn: what is NULL". */
