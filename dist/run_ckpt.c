@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,8 @@ loom_status loom_trainer_save(loom_trainer *tr, const loom_task *task, const cha
     for (int i = 0; i < tr->n_row_states && st == LOOM_OK; i++) {
         const loom_row_state *r = &tr->row_states[i];
         size_t n = r->blocks * (size_t)tr->batch * r->row_floats;
-        st = loom_ckpt_write_floats(c, r->name, at, 0, (int)n);
+        st = n > INT_MAX ? loom_error_set(LOOM_EARG, "checkpoint %s: %s: %zu values do not fit one dataset", path, r->name, n)
+                         : loom_ckpt_write_floats(c, r->name, at, 0, (int)n);
         at += n;
     }
     free(rows);
@@ -126,6 +128,8 @@ loom_status loom_trainer_save(loom_trainer *tr, const loom_task *task, const cha
 static loom_status read_rows(loom_trainer *tr, loom_ckpt *c, const loom_row_state *r)
 {
     size_t part = (size_t)tr->rows * r->row_floats, whole = (size_t)tr->batch * r->row_floats, n = r->blocks * whole;
+    if (n > INT_MAX)
+        return loom_error_set(LOOM_EARG, "checkpoint: %s: %zu values do not fit one dataset", r->name, n);
     float *all = malloc((n ? n : 1) * sizeof(float));
     if (!all) return loom_error_set(LOOM_ENOMEM, "checkpoint: cannot allocate %zu bytes for %s", n * sizeof(float), r->name);
     loom_status st = loom_ckpt_read_floats(c, r->name, all, 0, (int)n);

@@ -351,6 +351,9 @@ loom_status loom_ckpt_read_optim(loom_ckpt *c, const char *group, loom_optim *o)
     if (o->n && (!o->m || !o->v))
         return loom_error_set(LOOM_ESTATE, "ckpt_read_optim: %s: the optimizer is not initialised (loom_optim_init)",
                               group);
+    if (o->n > INT_MAX) /* a dataset's sizes are int */
+        return loom_error_set(LOOM_EARG, "ckpt_read_optim: %s: %zu values do not fit one dataset (at most %d)", group, o->n,
+                              INT_MAX);
     if ((st = loom_ckpt_read_optim_config(c, group, &file)) != LOOM_OK) return st;
     child(name, sizeof name, group, "kind");
     if (file.kind != o->cfg.kind) {

@@ -395,6 +395,9 @@ loom_status loom_ckpt_write_optim(loom_ckpt *c, const char *group, const loom_op
     char name[512];
     if (strlen(group) + 16 > sizeof name) /* room for "/hyper" and the like */
         return loom_error_set(LOOM_EARG, "ckpt_write_optim: group %s is too long", group);
+    if (o->n > INT_MAX) /* a dataset's sizes are int */
+        return loom_error_set(LOOM_EARG, "ckpt_write_optim: %s: %zu values do not fit one dataset (at most %d)", group, o->n,
+                              INT_MAX);
     const loom_optim_config *k = &o->cfg;
     float hyper[8] = {k->lr, k->momentum, (float)k->nesterov, k->beta1, k->beta2, k->eps, k->alpha, k->weight_decay};
     int64_t step = o->step;
