@@ -31,15 +31,21 @@ int loom_app_main(int argc, char **argv, const char *prog, int (*body)(loom_dist
     return loom_dist_finish(&d, body(&d, argc, argv));
 }
 
+/* "prog: <kind>message" on stderr. */
+static void say(const char *prog, const char *kind, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: %s", prog, kind);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void loom_app_fail_all(const char *prog, const char *fmt, ...)
 {
     if (app_dist) app_dist->agreed = 1;
     if (app_dist && app_dist->rank != 0) return;
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say(prog, "", fmt, ap);
     va_end(ap);
 }
 
@@ -48,20 +54,17 @@ void loom_app_note(const char *prog, const char *fmt, ...)
     if (app_dist && app_dist->rank != 0) return;
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: note: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say(prog, "note: ", fmt, ap);
     va_end(ap);
 }
 
 void loom_app_fail_rank(const char *prog, const char *fmt, ...)
 {
+    char rank[32] = "";
+    if (app_dist && app_dist->size > 1) snprintf(rank, sizeof rank, "rank %d: ", app_dist->rank);
     va_list ap;
     va_start(ap, fmt);
-    if (app_dist && app_dist->size > 1) fprintf(stderr, "%s: rank %d: ", prog, app_dist->rank);
-    else fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say(prog, rank, fmt, ap);
     va_end(ap);
 }
 

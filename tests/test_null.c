@@ -135,54 +135,7 @@ static void expect_names(const char *fn, const char *word)
               family, word);
 }
 
-/* Rows of the NULL tables: the call, with NULL for `arg`, gives the error of its return type. */
-#define ST(suite, fn, arg, ...)                                                                                   \
-    Test(suite, fn##__##arg)                                                                                      \
-    {                                                                                                             \
-        loom_status st_ = (__VA_ARGS__);                                                                          \
-        cr_expect_eq(st_, LOOM_EARG, #fn " with " #arg " NULL gave %d, not LOOM_EARG", (int)st_);                 \
-        expect_names(#fn, #arg);                                                                                  \
-    }
-#define PT(suite, fn, arg, ...)                                                                                   \
-    Test(suite, fn##__##arg)                                                                                      \
-    {                                                                                                             \
-        cr_expect_null((__VA_ARGS__), #fn " with " #arg " NULL gave a pointer");                                 \
-        expect_names(#fn, #arg);                                                                                  \
-    }
-#define IN(suite, fn, arg, want, ...)                                                                             \
-    Test(suite, fn##__##arg)                                                                                      \
-    {                                                                                                             \
-        cr_expect_eq((__VA_ARGS__), want, #fn " with " #arg " NULL did not give " #want);                         \
-        expect_names(#fn, #arg);                                                                                  \
-    }
-#define FL(suite, fn, arg, ...)                                                                                   \
-    Test(suite, fn##__##arg)                                                                                      \
-    {                                                                                                             \
-        cr_expect(isnan(__VA_ARGS__), #fn " with " #arg " NULL did not give NAN");                                \
-        expect_names(#fn, #arg);                                                                                  \
-    }
-/* void: nothing done, the message left. */
-#define VD(suite, fn, arg, ...)                                                                                   \
-    Test(suite, fn##__##arg)                                                                                      \
-    {                                                                                                             \
-        __VA_ARGS__;                                                                                              \
-        expect_names(#fn, #arg);                                                                                  \
-    }
-/* free/close/abort/finish: NULL is fine, silently. */
-#define FR(suite, fn, ...)                                                                                        \
-    Test(suite, fn##__null)                                                                                       \
-    {                                                                                                             \
-        __VA_ARGS__;                                                                                              \
-        cr_expect_str_empty(loom_error_message(), #fn "(NULL) left a message");                                   \
-    }
-/* Misuse and optional arguments: the condition holds and, unless word is "", the message has word. */
-#define IS(suite, name, word, ...)                                                                                \
-    Test(suite, name)                                                                                             \
-    {                                                                                                             \
-        cr_expect((__VA_ARGS__), #name ": %s", loom_error_message());                                             \
-        if ((word)[0])                                                                                            \
-            cr_expect(strstr(loom_error_message(), word), #name ": '%s' lacks '%s'", loom_error_message(), word); \
-    }
+#include "null_rows.h"
 
 /* ---------------------------------------------------------------- loom_layers.h */
 

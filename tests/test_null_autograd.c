@@ -105,40 +105,8 @@ static void expect_tape_failed(void)
     cr_expect_neq(loom_tape_status(F.t), LOOM_OK, "the tape should be marked failed");
 }
 
-/* Rows of the NULL tables: the call, with NULL for `arg`, gives the error of its return type. */
-#define ST(suite, fn, arg, ...)                                                                                   \
-    Test(suite, fn##__##arg)                                                                                      \
-    {                                                                                                             \
-        loom_status st_ = (__VA_ARGS__);                                                                          \
-        cr_expect_eq(st_, LOOM_EARG, #fn " with " #arg " NULL gave %d, not LOOM_EARG", (int)st_);                 \
-        expect_names(#fn, #arg);                                                                                  \
-    }
-#define PT(suite, fn, arg, ...)                                                                                   \
-    Test(suite, fn##__##arg)                                                                                      \
-    {                                                                                                             \
-        cr_expect_null((__VA_ARGS__), #fn " with " #arg " NULL gave a pointer");                                 \
-        expect_names(#fn, #arg);                                                                                  \
-    }
-#define IN(suite, fn, arg, want, ...)                                                                             \
-    Test(suite, fn##__##arg)                                                                                      \
-    {                                                                                                             \
-        cr_expect_eq((__VA_ARGS__), want, #fn " with " #arg " NULL did not give " #want);                         \
-        expect_names(#fn, #arg);                                                                                  \
-    }
-/* void: nothing done, the message left. */
-#define VD(suite, fn, arg, ...)                                                                                   \
-    Test(suite, fn##__##arg)                                                                                      \
-    {                                                                                                             \
-        __VA_ARGS__;                                                                                              \
-        expect_names(#fn, #arg);                                                                                  \
-    }
-/* free-like: NULL is fine, silently. */
-#define FR(suite, fn, ...)                                                                                        \
-    Test(suite, fn##__null)                                                                                       \
-    {                                                                                                             \
-        __VA_ARGS__;                                                                                              \
-        cr_expect_str_empty(loom_error_message(), #fn "(NULL) left a message");                                   \
-    }
+#include "null_rows.h"
+
 /* An op given a NULL tape: NULL, and the message names the op (`name`) and the tape. */
 #define OT(fn, name, ...)                                                                                         \
     Test(ops_no_tape, fn)                                                                                         \
@@ -155,15 +123,6 @@ static void expect_tape_failed(void)
         expect_names(name, what);                                                                                 \
         expect_tape_failed();                                                                                     \
     }
-/* Misuse and optional arguments: the condition holds and, unless word is "", the message has word. */
-#define IS(suite, name, word, ...)                                                                                \
-    Test(suite, name)                                                                                             \
-    {                                                                                                             \
-        cr_expect((__VA_ARGS__), #name ": %s", loom_error_message());                                             \
-        if ((word)[0])                                                                                            \
-            cr_expect(strstr(loom_error_message(), word), #name ": '%s' lacks '%s'", loom_error_message(), word); \
-    }
-
 /* ---------------------------------------------------------------- errors, tensors, arena */
 
 static const char *volatile no_fmt = NULL; /* volatile: the compiler cannot see it is NULL */
