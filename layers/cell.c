@@ -32,8 +32,10 @@ loom_tensor *loom_cell_param(loom_cell *cell, loom_params *ps, const char *prefi
         cell->w_cap = cap;
     }
     char full[160];
-    if (snprintf(full, sizeof full, "%s.%s_l%d", prefix, name, layer) >= (int)sizeof full) {
-        loom_error_set(LOOM_EARG, "cell '%s': parameter name '%s.%s_l%d' is too long", cell->name, prefix, name, layer);
+    const char *dir = cell->reverse ? "_reverse" : ""; /* a bidirectional layer's reverse direction */
+    if (snprintf(full, sizeof full, "%s.%s_l%d%s", prefix, name, layer, dir) >= (int)sizeof full) {
+        loom_error_set(LOOM_EARG, "cell '%s': parameter name '%s.%s_l%d%s' is too long", cell->name, prefix, name, layer,
+                       dir);
         return NULL;
     }
     loom_tensor *w = loom_params_add(ps, full, rows, cols, init);
@@ -50,6 +52,11 @@ loom_tensor *loom_cell_find(const loom_cell *cell, const loom_params *ps, const 
     for (int i = 0; i < loom_params_count(ps); i++) {
         const char *full = loom_params_name(ps, i), *dot = strrchr(full, '.');
         const char *base = dot ? dot + 1 : full, *suffix = strrchr(base, '_');
+        if (suffix && suffix > base && strcmp(suffix, "_reverse") == 0) { /* "weight_ih_l0_reverse": the _l0 */
+            const char *p = suffix - 1;
+            while (p > base && *p != '_') p--;
+            suffix = *p == '_' ? p : NULL;
+        }
         if (!suffix || (size_t)(suffix - base) != n || strncmp(base, name, n) != 0) continue;
         loom_tensor *v = loom_params_view((loom_params *)ps, i);
         for (int k = 0; k < cell->nw; k++)

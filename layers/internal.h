@@ -20,6 +20,9 @@ loom_status loom_layer_unrolled(loom_tape *t, loom_cell *c, loom_tensor *x, int 
 /* Checks a declared cell's parameters against what its fused form needs. */
 loom_status loom_cell_check_fused(const loom_cell *c, int layer);
 
+/* Directions of a stack: 2 when bidirectional (loom_seq_set_bidirectional), else 1. */
+static inline int loom_seq_dirs(const loom_seq *s) { return s->bidirectional && s->rcells ? 2 : 1; }
+
 /* 1 if a state's layout is the one stack s needs. */
 int loom_state_fits(const loom_state *st, const loom_seq *s);
 

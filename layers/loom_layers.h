@@ -88,13 +88,17 @@ struct loom_cell {
     /* Set by declare: */
     loom_tensor **w;             /* parameter views, in declaration order */
     int nw, w_cap;
+    /* Set by the sequence layer: 1 in a bidirectional layer's reverse direction, whose
+     * parameter names loom_cell_param ends in "_reverse" ("lstm.weight_ih_l0_reverse"). */
+    int reverse;
     /* Settings of the built-in cells, and the user's own data: */
     float forget_bias;           /* LSTM: initial value of the forget-gate biases */
     int relu;                    /* RNN: relu instead of tanh */
     void *user;
 };
 
-/* A parameter named "<prefix>.<name>_l<layer>" (PyTorch's scheme), appended to cell->w. */
+/* A parameter named "<prefix>.<name>_l<layer>" (PyTorch's scheme; "..._l<layer>_reverse"
+ * when cell->reverse is set), appended to cell->w. */
 loom_tensor *loom_cell_param(loom_cell *cell, loom_params *ps, const char *prefix, const char *name, int layer,
                              int rows, int cols, loom_init init);
 /* Declares w[0..3] = weight_ih, weight_hh, bias_ih, bias_hh for G gates, with
@@ -130,20 +134,38 @@ typedef struct loom_state loom_state; /* a stack's recurrent state: see below */
 /* Layers a stack may have: a bound for corrupt inputs, not a design limit. */
 #define LOOM_SEQ_MAX_LAYERS 4096
 
-/* A stack of recurrent layers with dropout between them, unrolled over time. */
+/* A stack of recurrent layers with dropout between them, unrolled over time.
+ *
+ * Bidirectional stacks (loom_seq_set_bidirectional): each layer runs a forward
+ * and a reverse direction, each a cell of its own with its own parameters (the
+ * reverse one's names end in "_reverse", as PyTorch's). The reverse direction
+ * reads each sequence backwards within its own length: sequence b starts at
+ * t = lengths[b]-1, not at the padding. A layer's output at each step is both
+ * directions' outputs side by side, [forward H | reverse H] (PyTorch's layout),
+ * and layers 1.. take that 2H-wide input: loom_seq_set_bidirectional sets their
+ * cells' input_size to 2 H_(l-1), so the cells are given to loom_seq_init as
+ * for a unidirectional stack. */
 typedef struct loom_seq {
-    loom_cell *cells;    /* [layers], owned */
+    loom_cell *cells;    /* [layers], owned: the (forward) cells */
     int layers;
     float dropout;       /* between layers, training only */
     int fused;           /* 1: use the cells' fused forms where they exist (default) */
     int shard_row0, shard_batch; /* data parallelism: these rows are [row0, row0+batch) of shard_batch
                                   * (0: not sharded), so dropout masks follow the global row */
+    int bidirectional;   /* read-only: 1 after loom_seq_set_bidirectional(s, 1) */
+    loom_cell *rcells;   /* bidirectional: [layers] the reverse direction's cells, owned; else NULL */
 } loom_seq;
 
-/* What a forward pass gives back. Tensors live on the tape until its reset. */
+/* What a forward pass gives back. Tensors live on the tape until its reset. D is 2
+ * for a bidirectional stack, else 1. */
 typedef struct loom_seq_out {
-    loom_tensor *y;      /* [T*B x H] top layer's output at every step, time-major */
-    loom_tensor *h_last; /* [B x H] top layer's output at each sequence's last step */
+    loom_tensor *y;      /* [T*B x D*H] top layer's output at every step, time-major; bidirectional:
+                          * columns [0,H) the forward direction's, [H,2H) the reverse one's. Padding
+                          * rows (t >= lengths[b]) hold each direction's final state (= h_last's row) */
+    loom_tensor *h_last; /* [B x D*H] top layer's output at each sequence's last step; bidirectional:
+                          * the forward direction's state at t = lengths[b]-1 beside the reverse
+                          * direction's final state (its output at t = 0), PyTorch's
+                          * cat(h_n[-2], h_n[-1]): what a classifier reads */
     loom_tensor **last;  /* every layer's final state: last[loom_seq_state_index(s, l, k)], [B x H_l] */
     int n_last;
 } loom_seq_out;
@@ -157,12 +179,22 @@ loom_status loom_seq_declare(loom_seq *s, loom_params *ps, const char *prefix);
 void loom_seq_apply_init(loom_seq *s);
 /* Frees the cells (NULL is fine). */
 void loom_seq_free(loom_seq *s);
+/* Makes every layer bidirectional (on = 1) or unidirectional again (on = 0); call it after
+ * loom_seq_init and before loom_seq_declare (afterwards it is refused, LOOM_ESTATE). Each
+ * layer's reverse direction is a copy of its cell (cell->reverse set), and the cells of
+ * layers 1.. get input_size 2 H_(l-1), which their declare must read. Parameters are
+ * declared per layer in PyTorch's order: "<prefix>.weight_ih_l0", ..., then
+ * "<prefix>.weight_ih_l0_reverse", ... (a user cell's own names also get "_reverse"). */
+loom_status loom_seq_set_bidirectional(loom_seq *s, int on);
 /* Marks the batch as rows [row0, row0 + rows) of a global batch split over processes:
  * dropout masks are then drawn per global row, the same for any split. */
 void loom_seq_set_shard(loom_seq *s, int row0, int global_batch);
-/* Where layer l's state part k sits among all layers' parts (layer-major); -1 when there is no such part. */
+/* Where layer l's state part k sits among all layers' parts (layer-major); -1 when there is no such part.
+ * A bidirectional layer has 2 n_state parts: the forward direction's, then the reverse one's, so
+ * part j of direction d (0 forward, 1 reverse) is k = d * n_state + j. For an LSTM that is h, c,
+ * h_reverse, c_reverse per layer; PyTorch's h_n[2l + d] is last[loom_seq_state_index(s, l, 2d)]. */
 int loom_seq_state_index(const loom_seq *s, int layer, int k);
-/* The number of state parts over all layers. */
+/* The number of state parts over all layers (and directions). */
 int loom_seq_state_count(const loom_seq *s);
 /* Runs the stack over x [T*B x input] (time-major: row t*B+b). lengths[b] (NULL
  * for all T) ends sequence b early: its state is carried unchanged after that.
@@ -182,8 +214,9 @@ void loom_seq_length_weights(const int *lengths, int T, int B, float *w);
 /* ---------------------------------------------------------------- recurrent state */
 
 /* The recurrent state of a stack for B rows: every layer's parts, in one flat
- * buffer [layer][part][B x H_l]. Training carries one between windows;
- * evaluation and sampling keep their own. */
+ * buffer [layer][part][B x H_l] (a bidirectional layer's parts: the forward
+ * direction's, then the reverse one's, as loom_seq_state_index numbers them).
+ * Training carries one between windows; evaluation and sampling keep their own. */
 
 /* A zeroed state for batch rows of the stack s; NULL on failure (message set). */
 loom_state *loom_state_new(const loom_seq *s, int batch);

@@ -1,10 +1,11 @@
-/* A stack's recurrent state for B rows, in one flat buffer [layer][part][B x H_l]. */
+/* A stack's recurrent state for B rows, in one flat buffer [layer][part][B x H_l];
+ * a bidirectional layer's parts are the forward direction's, then the reverse one's. */
 #include <string.h>
 
 #include "internal.h"
 
 struct loom_state {
-    int batch, parts, layers;
+    int batch, parts, layers, dirs;
     int *hidden;   /* [parts] H of each part */
     size_t *off;   /* [parts + 1] floats before each part */
     int *first;    /* [layers + 1] index of each layer's first part */
@@ -16,17 +17,18 @@ int loom_seq_state_count(const loom_seq *s)
     if (!s) return LOOM_NULL_ARG("seq_state_count", "stack"), 0;
     int n = 0;
     for (int l = 0; l < s->layers; l++) n += s->cells[l].n_state;
-    return n;
+    return loom_seq_dirs(s) * n;
 }
 
 int loom_seq_state_index(const loom_seq *s, int layer, int k)
 {
     if (!s) return LOOM_NULL_ARG("seq_state_index", "stack"), -1;
-    if (layer < 0 || layer >= s->layers || k < 0 || k >= s->cells[layer].n_state)
-        return loom_error_set(LOOM_EARG, "seq_state_index: layer %d part %d does not exist (the stack has %d layers)",
-                              layer, k, s->layers), -1;
+    int D = loom_seq_dirs(s);
+    if (layer < 0 || layer >= s->layers || k < 0 || k >= D * s->cells[layer].n_state)
+        return loom_error_set(LOOM_EARG, "seq_state_index: layer %d part %d does not exist (the stack has %d layers%s)",
+                              layer, k, s->layers, D == 2 ? ", bidirectional" : ""), -1;
     int n = 0;
-    for (int l = 0; l < layer; l++) n += s->cells[l].n_state;
+    for (int l = 0; l < layer; l++) n += D * s->cells[l].n_state;
     return n + k;
 }
 
@@ -50,9 +52,10 @@ loom_state *loom_state_new(const loom_seq *s, int batch)
     st->batch = batch;
     st->parts = P;
     st->layers = s->layers;
+    st->dirs = loom_seq_dirs(s);
     for (int l = 0, i = 0; l < s->layers; l++) {
         st->first[l] = i;
-        for (int k = 0; k < s->cells[l].n_state; k++, i++) {
+        for (int k = 0; k < st->dirs * s->cells[l].n_state; k++, i++) {
             st->hidden[i] = s->cells[l].hidden_size;
             st->off[i + 1] = st->off[i] + (size_t)batch * st->hidden[i];
         }
@@ -106,9 +109,11 @@ loom_status loom_state_copy(loom_state *dst, const loom_state *src)
 {
     if (!dst) return LOOM_NULL_ARG("state_copy", "destination");
     if (!src) return LOOM_NULL_ARG("state_copy", "source");
-    if (dst->batch != src->batch || dst->parts != src->parts || dst->off[dst->parts] != src->off[src->parts])
-        return loom_error_set(LOOM_ESTATE, "state copy: a state of batch %d and %d parts into one of batch %d and %d parts",
-                              src->batch, src->parts, dst->batch, dst->parts);
+    if (dst->batch != src->batch || dst->parts != src->parts || dst->dirs != src->dirs ||
+        dst->off[dst->parts] != src->off[src->parts])
+        return loom_error_set(LOOM_ESTATE, "state copy: a state of batch %d and %d parts%s into one of batch %d and %d parts%s",
+                              src->batch, src->parts, src->dirs == 2 ? " (bidirectional)" : "", dst->batch, dst->parts,
+                              dst->dirs == 2 ? " (bidirectional)" : "");
     memcpy(dst->data, src->data, src->off[src->parts] * sizeof(float));
     return LOOM_OK;
 }
@@ -131,9 +136,9 @@ loom_status loom_state_store(loom_state *st, const loom_seq_out *out)
 
 int loom_state_fits(const loom_state *st, const loom_seq *s)
 {
-    if (st->parts != loom_seq_state_count(s)) return 0;
+    if (st->parts != loom_seq_state_count(s) || st->layers != s->layers || st->dirs != loom_seq_dirs(s)) return 0;
     for (int l = 0, i = 0; l < s->layers; l++)
-        for (int k = 0; k < s->cells[l].n_state; k++, i++)
+        for (int k = 0; k < st->dirs * s->cells[l].n_state; k++, i++)
             if (st->hidden[i] != s->cells[l].hidden_size) return 0;
     return 1;
 }

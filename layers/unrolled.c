@@ -19,8 +19,9 @@ loom_status loom_layer_unrolled(loom_tape *t, loom_cell *c, loom_tensor *x, int 
         if (r == LOOM_OK) r = loom_tape_status(t);
         for (int k = 0; k < S && r == LOOM_OK; k++)
             if (!next[k] || next[k]->rows != B || next[k]->cols != c->hidden_size)
-                r = loom_error_set(LOOM_ESHAPE, "cell '%s' step %d: state %d is %s, expected [%dx%d]", c->name, s, k,
-                                   next[k] ? "the wrong shape" : "missing", B, c->hidden_size);
+                r = loom_error_set(LOOM_ESHAPE, "cell '%s'%s step %d: state %d is %s, expected [%dx%d]", c->name,
+                                   c->reverse ? " (reverse direction)" : "", s, k, next[k] ? "the wrong shape" : "missing",
+                                   B, c->hidden_size);
         if (r != LOOM_OK) return loom_tape_status(t) != LOOM_OK ? loom_tape_status(t) : r;
         const unsigned char *ks = keep + (size_t)s * B;
         int all = 1;
