@@ -212,9 +212,10 @@ loom_status loom_trainer_restore(loom_trainer *tr, const loom_task *task, loom_c
     st = loom_ckpt_read_optim(c, "/optimizer", &tr->optim);
     if (st == LOOM_OK) st = loom_ckpt_read_i64(c, "/train/step", &step, 0);
     if (st == LOOM_OK) st = loom_ckpt_read_i64(c, "/train/epoch", &epoch, 0);
-    if (st == LOOM_OK && (step < 0 || epoch < 0))
-        st = loom_error_set(LOOM_EFORMAT, "checkpoint %s: /train/step %lld or epoch %lld is negative", loom_ckpt_path(c),
-                            (long long)step, (long long)epoch);
+    /* 2^53: counts beyond any run, which would overflow the step arithmetic */
+    if (st == LOOM_OK && (step < 0 || epoch < 0 || step > (int64_t)1 << 53 || epoch > (int64_t)1 << 53))
+        st = loom_error_set(LOOM_EFORMAT, "checkpoint %s: /train/step %lld or epoch %lld is out of range (0 to 2^53)",
+                            loom_ckpt_path(c), (long long)step, (long long)epoch);
     for (int i = 0; i < tr->n_row_states && st == LOOM_OK; i++) st = read_rows(tr, c, &tr->row_states[i]);
     if (st == LOOM_OK && task->load) st = task->load(task->ctx, c);
     if (st != LOOM_OK) return st;

@@ -127,13 +127,13 @@ static int run(loom_dist *d, int argc, char **argv)
     int both = strcmp(f.cell, "both") == 0;
     if (both && f.checkpoint) {
         loom_app_fail_all("adding_problem", "--checkpoint needs one --cell (lstm, gru, rnn or rnn_relu)");
-        return 2;
+        return loom_ckpt_close(ck), 2;
     }
     if (both) f.cell = "lstm";
-    if (loom_app_check(&f, "adding_problem")) return 2;
+    if (loom_app_check(&f, "adding_problem")) return loom_ckpt_close(ck), 2;
     if (f.seq < 2) { /* the two marked positions must differ */
         loom_app_fail_all("adding_problem", "--seq %d is too short: the problem marks two different time steps, so it needs 2 or more", f.seq);
-        return 2;
+        return loom_ckpt_close(ck), 2;
     }
     if (f.threads > 0) loom_threads_set(f.threads);
     const char *kinds[2] = {f.cell, "rnn"};

@@ -364,7 +364,7 @@ loom_status loom_ckpt_read_optim(loom_ckpt *c, const char *group, loom_optim *o)
     }
     child(name, sizeof name, group, "step");
     if ((st = loom_ckpt_read_i64(c, name, &step, 0)) != LOOM_OK) return st;
-    if (step < 0) return err(c, LOOM_EFORMAT, name, " is negative%s", "");
+    if (step < 0 || step > (int64_t)1 << 53) return err(c, LOOM_EFORMAT, name, " is %s", step < 0 ? "negative" : "beyond 2^53");
     child(name, sizeof name, group, "m");
     if ((st = loom_ckpt_read_floats(c, name, o->m, 0, (int)o->n)) != LOOM_OK) return st;
     child(name, sizeof name, group, "v");

@@ -163,6 +163,7 @@ ST(layers, seq_declare,         prefix,   loom_seq_declare(&F.seq, F.fresh, NULL
 VD(layers, seq_apply_init,      stack,    loom_seq_apply_init(NULL))
 FR(layers, seq_free,                      loom_seq_free(NULL))
 VD(layers, seq_set_shard,       stack,    loom_seq_set_shard(NULL, 0, B))
+ST(layers, seq_set_bidirectional, stack,  loom_seq_set_bidirectional(NULL, 1))
 IN(layers, seq_state_index,     stack, -1, loom_seq_state_index(NULL, 0, 0))
 IN(layers, seq_state_count,     stack, 0, loom_seq_state_count(NULL))
 ST(layers, seq_forward,         stack,    loom_seq_forward(NULL, F.tape, F.x, T, B, NULL, 0, NULL, NULL, &F.out))
