@@ -137,8 +137,10 @@ int loom_app_settings_read(loom_ckpt *c, loom_app_flags *f, const char *prog)
     if (!loom_app_given(f, "eps")) f->eps = oc.eps;
     if (!loom_app_given(f, "sched")) f->sched = loom_sched_name(s.kind);
     if (!loom_app_given(f, "warmup")) f->warmup = s.warmup;
-    if (!loom_app_given(f, "step-size")) f->step_size = s.step_size;
-    if (!loom_app_given(f, "gamma")) f->gamma = s.gamma;
+    /* a step schedule's are checked > 0 (loom_sched_check); the other kinds do not use them,
+     * and their flags' defaults stay rather than a value the flag check would blame on --gamma */
+    if (!loom_app_given(f, "step-size") && s.step_size >= 0) f->step_size = s.step_size;
+    if (!loom_app_given(f, "gamma") && s.gamma > 0) f->gamma = s.gamma;
     if (!loom_app_given(f, "min-lr")) f->min_lr = s.min_lr;
     return 0;
 }
