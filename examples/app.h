@@ -51,6 +51,9 @@ typedef struct loom_flag {
  * zero row). Prints help and returns 1 for --help; prints an error and returns 2 on a
  * bad flag; returns 0 otherwise. `about` is the program's one-paragraph description. */
 int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, const loom_flag *extra);
+/* Rewrites a bare boolean flag (--name followed by nothing or by another flag) as --name=1,
+ * before loom_app_parse. */
+void loom_app_bare_flag(int argc, char **argv, const char *name);
 /* 1 if the flag (name without --) was given on the command line. */
 int loom_app_given(const loom_app_flags *f, const char *name);
 /* Checks the common flags' ranges; prints the problem and returns 2, or 0. */
@@ -116,7 +119,11 @@ int loom_app_config_common(loom_ckpt *c, loom_app_flags *f, const char *prog);
  * exactly; a given flag applies, and the trainer notes where it differs. --optim may
  * not differ. Returns 0, or 2 after a message. */
 int loom_app_settings_read(loom_ckpt *c, loom_app_flags *f, const char *prog);
-/* Reads an integer /config entry into *v, refusing a conflicting command-line flag. */
+/* Reads an integer /config entry into *v, refusing a conflicting command-line flag (flag NULL:
+ * none) and a value outside [lo, hi]. Returns 0, or 2 after a message. */
+int loom_app_config_long(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, long *v, long lo, long hi,
+                         const char *prog);
+/* The same for a size (1 to 2^24) into an int. */
 int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, int *v, const char *prog);
 /* With --resume: opens the checkpoint and reads its configuration into f
  * (see config_read). Returns 0 with *out NULL without --resume, 0 with the open
@@ -129,6 +136,10 @@ int loom_app_resume_open(loom_app_flags *f, const char *prog, loom_ckpt **out);
  * units, --dropout between them, --forget-bias) on `input` features, under the
  * PyTorch prefix of the cell ("lstm", "gru", "rnn"). */
 loom_status loom_app_seq_declare(const loom_app_flags *f, const char *cell, int input, loom_seq *seq, loom_params *ps);
+/* The same with a prefix before the cell's name ("gen_" gives "gen_lstm.weight_ih_l0"; NULL: none),
+ * bidirectional when asked. */
+loom_status loom_app_seq_declare_as(const loom_app_flags *f, const char *cell, int input, const char *prefix,
+                                    int bidirectional, loom_seq *seq, loom_params *ps);
 
 /* ---------------------------------------------------------------- data */
 

@@ -33,7 +33,8 @@ loom_status loom_app_state_read(loom_ckpt *c, loom_rng *data, loom_rng *dropout)
 
 static void adopt_float(loom_app_flags *f, const char *flag, float *v, float file, loom_ckpt *c, const char *prog);
 
-int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, int *v, const char *prog)
+int loom_app_config_long(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, long *v, long lo, long hi,
+                         const char *prog)
 {
     char name[128];
     int64_t x;
@@ -42,17 +43,26 @@ int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const 
         loom_app_fail_rank(prog, "%s", loom_error_message());
         return 2;
     }
-    if (x <= 0 || x > 1 << 24) {
-        loom_app_fail_rank(prog, "checkpoint %s: %s is %lld, which is not a valid size", loom_ckpt_path(c), name, (long long)x);
+    if (x < lo || x > hi) {
+        loom_app_fail_rank(prog, "checkpoint %s: %s is %lld, expected %ld to %ld", loom_ckpt_path(c), name, (long long)x,
+                           lo, hi);
         return 2;
     }
-    if (flag && loom_app_given(f, flag) && *v != (int)x) {
-        loom_app_fail_rank(prog, "--%s %d conflicts with checkpoint %s, which has %s %lld", flag, *v, loom_ckpt_path(c),
-                key, (long long)x);
+    if (flag && loom_app_given(f, flag) && *v != (long)x) {
+        loom_app_fail_rank(prog, "--%s %ld conflicts with checkpoint %s, which has %s %lld", flag, *v, loom_ckpt_path(c),
+                           key, (long long)x);
         return 2;
     }
-    *v = (int)x;
+    *v = (long)x;
     return 0;
+}
+
+int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, int *v, const char *prog)
+{
+    long x = *v;
+    int rc = loom_app_config_long(c, f, key, flag, &x, 1, 1 << 24, prog);
+    if (!rc) *v = (int)x;
+    return rc;
 }
 
 int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog)

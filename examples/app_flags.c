@@ -172,6 +172,18 @@ int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, 
     return 0;
 }
 
+void loom_app_bare_flag(int argc, char **argv, const char *name)
+{
+    static char rewritten[8][48]; /* as long-lived as argv; a few boolean flags per program */
+    static int used;
+    for (int i = 1; i < argc && used < 8 && strlen(name) < 40; i++)
+        if (strncmp(argv[i], "--", 2) == 0 && strcmp(argv[i] + 2, name) == 0 &&
+            (i + 1 == argc || strncmp(argv[i + 1], "--", 2) == 0)) {
+            snprintf(rewritten[used], sizeof rewritten[used], "--%s=1", name);
+            argv[i] = rewritten[used++];
+        }
+}
+
 int loom_app_given(const loom_app_flags *f, const char *name)
 {
     for (int i = 0; i < f->ngiven; i++)

@@ -147,6 +147,12 @@ int loom_app_train(loom_trainer *tr, const loom_task *task)
 
 loom_status loom_app_seq_declare(const loom_app_flags *f, const char *cell, int input, loom_seq *seq, loom_params *ps)
 {
+    return loom_app_seq_declare_as(f, cell, input, NULL, 0, seq, ps);
+}
+
+loom_status loom_app_seq_declare_as(const loom_app_flags *f, const char *cell, int input, const char *prefix,
+                                    int bidirectional, loom_seq *seq, loom_params *ps)
+{
     loom_cell *cells = calloc((size_t)f->layers, sizeof *cells);
     if (!cells) return loom_error_set(LOOM_ENOMEM, "out of memory for %d layers", f->layers);
     loom_status st = LOOM_OK;
@@ -156,5 +162,8 @@ loom_status loom_app_seq_declare(const loom_app_flags *f, const char *cell, int 
     }
     if (st == LOOM_OK) st = loom_seq_init(seq, cells, f->layers, f->dropout);
     free(cells);
-    return st != LOOM_OK ? st : loom_seq_declare(seq, ps, strncmp(cell, "rnn", 3) == 0 ? "rnn" : cell);
+    if (st == LOOM_OK && bidirectional) st = loom_seq_set_bidirectional(seq, 1);
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", strncmp(cell, "rnn", 3) == 0 ? "rnn" : cell);
+    return st != LOOM_OK ? st : loom_seq_declare(seq, ps, name);
 }

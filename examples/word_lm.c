@@ -354,23 +354,6 @@ static loom_status load_state(void *ctx, loom_ckpt *c)
     return st;
 }
 
-/* An integer /config entry into *v; a given flag that differs is refused. Returns 0, 1 or 2. */
-static int config_long(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, long *v, long lo, long hi)
-{
-    char name[64];
-    int64_t x;
-    snprintf(name, sizeof name, "/config/%s", key);
-    if (loom_ckpt_read_i64(c, name, &x, 0) != LOOM_OK) return loom_app_fail_rank(PROG, "%s", loom_error_message()), 1;
-    if (x < lo || x > hi)
-        return loom_app_fail_rank(PROG, "checkpoint %s: %s is %lld, expected %ld to %ld", loom_ckpt_path(c), name,
-                                  (long long)x, lo, hi), 1;
-    if (flag && loom_app_given(f, flag) && *v != (long)x)
-        return loom_app_fail_rank(PROG, "--%s %ld conflicts with checkpoint %s, which has %s %lld", flag, *v,
-                                  loom_ckpt_path(c), key, (long long)x), 2;
-    *v = (long)x;
-    return 0;
-}
-
 /* The model's configuration and vocabulary from a checkpoint. Returns 0, 1 or 2. */
 static int read_model_config(wordlm *m, loom_ckpt *ck)
 {
@@ -378,10 +361,10 @@ static int read_model_config(wordlm *m, loom_ckpt *ck)
     long tie = m->tie, vsize = 0, vbytes = 0;
     int rc = loom_app_config_read(ck, f, PROG);
     if (!rc) rc = loom_app_config_int(ck, f, "embed", "embed", &f->embed, PROG);
-    if (!rc) rc = config_long(ck, f, "tie", "tie", &tie, 0, 1);
-    if (!rc) rc = config_long(ck, f, "min_count", "min-count", &m->min_count, 1, LONG_MAX);
-    if (!rc) rc = config_long(ck, f, "vocab_size", NULL, &vsize, 2, 1 << 26);
-    if (!rc) rc = config_long(ck, f, "vocab_bytes", NULL, &vbytes, 1, 1L << 30);
+    if (!rc) rc = loom_app_config_long(ck, f, "tie", "tie", &tie, 0, 1, PROG);
+    if (!rc) rc = loom_app_config_long(ck, f, "min_count", "min-count", &m->min_count, 1, LONG_MAX, PROG);
+    if (!rc) rc = loom_app_config_long(ck, f, "vocab_size", NULL, &vsize, 2, 1 << 26, PROG);
+    if (!rc) rc = loom_app_config_long(ck, f, "vocab_bytes", NULL, &vbytes, 1, 1L << 30, PROG);
     if (rc) return rc;
     m->tie = (int)tie;
     unsigned char *bytes = malloc((size_t)vbytes);
@@ -478,14 +461,6 @@ static int finish(wordlm *m, loom_trainer *run, loom_ckpt *ck, int rc)
     return rc;
 }
 
-/* A bare --tie (no value, or a flag next) means --tie 1. */
-static void bare_tie(int argc, char **argv)
-{
-    static char tie1[] = "--tie=1";
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--tie") == 0 && (i + 1 == argc || strncmp(argv[i + 1], "--", 2) == 0)) argv[i] = tie1;
-}
-
 static int run(loom_dist *d, int argc, char **argv)
 {
     loom_app_flags f = {.data = "/usr/share/games/fortunes", .steps = 1000, .batch = 32, .seq = 35, .hidden = 256,
@@ -502,7 +477,7 @@ static int run(loom_dist *d, int argc, char **argv)
                          {"prompt", LOOM_FLAG_STR, &f.prompt, "text the samples start from (default: a new sentence)"},
                          {"temperature", LOOM_FLAG_FLOAT, &f.temperature, "sampling temperature"},
                          {NULL, 0, NULL, NULL}};
-    bare_tie(argc, argv);
+    loom_app_bare_flag(argc, argv, "tie");
     int rc = loom_app_parse(&f, argc, argv, ABOUT, extra);
     if (rc) return rc == 1 ? 0 : rc;
     if (loom_app_check(&f, PROG)) return 2;
