@@ -151,4 +151,13 @@ unsigned char *loom_app_read_text(const char *path, size_t *len, const char *pro
  * a rank's rows are the ones one process would make; rng advances past all B. */
 void loom_app_adding_batch(loom_rng *rng, int T, int B, int row0, int rows, float *x, float *y);
 
+/* Held-out scoring of a language model: the pairs (ids[p], ids[p+1]) for p < B * len, read as
+ * B = min(batch, pairs / T) parallel streams of len = pairs / B ids, in windows of T with the
+ * state carried (no-grad, a state of its own). logits gives [T*B x V] for the window idx,
+ * carrying st. Returns the mean -ln p per token, NAN on an error (message set). */
+typedef loom_tensor *(*loom_app_logits_fn)(void *ctx, loom_tape *t, const int *idx, int T, int B, loom_state *st);
+void loom_app_heldout_layout(long pairs, int T, int batch, int *B, long *len);
+double loom_app_heldout_nll(loom_tape *t, const loom_seq *seq, const int *ids, long pairs, int T, int batch,
+                            loom_app_logits_fn logits, void *ctx);
+
 #endif

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -118,4 +119,44 @@ void loom_app_adding_batch(loom_rng *rng, int T, int B, int row0, int rows, floa
         y[b] = (float)s;
     }
     rng->counter += (uint64_t)B * per_row;
+}
+
+void loom_app_heldout_layout(long pairs, int T, int batch, int *B, long *len)
+{
+    int b = batch;
+    if (b > pairs / T) b = pairs / T > 0 ? (int)(pairs / T) : 1;
+    *B = b;
+    *len = pairs / b;
+}
+
+double loom_app_heldout_nll(loom_tape *t, const loom_seq *seq, const int *ids, long pairs, int T, int batch,
+                            loom_app_logits_fn logits, void *ctx)
+{
+    int B;
+    long len;
+    loom_app_heldout_layout(pairs, T, batch, &B, &len);
+    if (len < 1) return NAN;
+    loom_state *s = loom_state_new(seq, B);
+    int *idx = malloc(sizeof(int) * (size_t)T * (size_t)B), *tgt = malloc(sizeof(int) * (size_t)T * (size_t)B);
+    double total = 0;
+    long count = 0;
+    int was = loom_tape_set_nograd(t, 1);
+    for (long c = 0; c < len && s && idx && tgt; c += T) {
+        int w = (int)(len - c < T ? len - c : T);
+        for (int k = 0; k < w; k++)
+            for (int b = 0; b < B; b++) {
+                idx[k * B + b] = ids[(long)b * len + c + k];
+                tgt[k * B + b] = ids[(long)b * len + c + k + 1];
+            }
+        loom_tape_reset(t);
+        loom_tensor *l = loom_op_softmax_ce(t, logits(ctx, t, idx, w, B, s), tgt, NULL);
+        if (!l) break;
+        total += (double)l->data[0] * w * B;
+        count += (long)w * B;
+    }
+    loom_tape_set_nograd(t, was);
+    loom_state_free(s);
+    free(idx);
+    free(tgt);
+    return count == (long)B * len ? total / (double)count : NAN;
 }

@@ -44,8 +44,9 @@ static loom_tensor *logits_of(charlm *m, loom_tape *t, const int *idx, int T, in
 }
 
 /* Evaluation's windows follow each other at once: no update to wait for. */
-static loom_tensor *logits_carried(charlm *m, loom_tape *t, const int *idx, int T, int B, loom_state *st)
+static loom_tensor *logits_carried(void *ctx, loom_tape *t, const int *idx, int T, int B, loom_state *st)
 {
+    charlm *m = ctx;
     loom_seq_out o;
     loom_tensor *lg = logits_of(m, t, idx, T, B, 0, st, &o);
     return lg && loom_state_store(st, &o) == LOOM_OK ? lg : NULL;
@@ -82,35 +83,8 @@ static loom_status commit(void *ctx)
 /* Mean loss per character over up to max_chars of held-out text (no-grad, own state). */
 static double heldout_loss(charlm *m, loom_tape *t, long max_chars)
 {
-    int T = m->f->seq, B = m->f->batch;
-    long n = m->nvalid - 1 < max_chars ? m->nvalid - 1 : max_chars;
-    if (B > n / T) B = (int)(n / T) > 0 ? (int)(n / T) : 1;
-    long len = n / B;
-    if (len < 1) return NAN;
-    loom_state *s = loom_state_new(&m->seq, B);
-    if (!s) return NAN;
-    int *idx = malloc(sizeof(int) * T * B), *tgt = malloc(sizeof(int) * T * B);
-    double total = 0;
-    long count = 0;
-    int was = loom_tape_set_nograd(t, 1);
-    for (long c = 0; c < len && idx && tgt; c += T) {
-        int w = (int)(len - c < T ? len - c : T);
-        for (int k = 0; k < w; k++)
-            for (int b = 0; b < B; b++) {
-                idx[k * B + b] = m->valid[(long)b * len + c + k];
-                tgt[k * B + b] = m->valid[(long)b * len + c + k + 1];
-            }
-        loom_tape_reset(t);
-        loom_tensor *l = loom_op_softmax_ce(t, logits_carried(m, t, idx, w, B, s), tgt, NULL);
-        if (!l) break;
-        total += (double)l->data[0] * w * B;
-        count += (long)w * B;
-    }
-    loom_tape_set_nograd(t, was);
-    loom_state_free(s);
-    free(idx);
-    free(tgt);
-    return count ? total / count : NAN;
+    long pairs = m->nvalid - 1 < max_chars ? m->nvalid - 1 : max_chars;
+    return loom_app_heldout_nll(t, &m->seq, m->valid, pairs, m->f->seq, m->f->batch, logits_carried, m);
 }
 
 /* Draws from softmax(logits / temperature). */

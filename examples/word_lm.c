@@ -96,8 +96,9 @@ static loom_tensor *hidden_of(wordlm *m, loom_tape *t, const int *idx, int T, in
 /* The output layer: one GEMM [T*B x H] @ [H x V] (plus the bias). */
 static loom_tensor *head(wordlm *m, loom_tape *t, loom_tensor *h) { return loom_linear_apply(t, h, m->head_w, m->head_b); }
 
-static loom_tensor *logits_carried(wordlm *m, loom_tape *t, const int *idx, int T, int B, loom_state *st)
+static loom_tensor *logits_carried(void *ctx, loom_tape *t, const int *idx, int T, int B, loom_state *st)
 {
+    wordlm *m = ctx;
     loom_seq_out o;
     loom_tensor *lg = head(m, t, hidden_of(m, t, idx, T, B, 0, st, &o));
     return lg && loom_state_store(st, &o) == LOOM_OK ? lg : NULL;
@@ -152,42 +153,13 @@ static loom_status commit(void *ctx)
 /* The held-out words as B streams of len: the pairs (valid[p], valid[p+1]) for p < B * len. */
 static void heldout_layout(const wordlm *m, int *B, long *len)
 {
-    int T = m->f->seq, b = m->f->batch;
-    long n = m->nvalid - 1;
-    if (b > n / T) b = n / T > 0 ? (int)(n / T) : 1;
-    *B = b;
-    *len = n / b;
+    loom_app_heldout_layout(m->nvalid - 1, m->f->seq, m->f->batch, B, len);
 }
 
-/* Mean -ln p per word over the held-out pairs (no-grad, a state of its own). */
+/* Mean -ln p per word over the held-out pairs. */
 static double heldout_nll(wordlm *m, loom_tape *t)
 {
-    int T = m->f->seq, B;
-    long len;
-    heldout_layout(m, &B, &len);
-    loom_state *s = loom_state_new(&m->seq, B);
-    int *idx = malloc(sizeof(int) * T * B), *tgt = malloc(sizeof(int) * T * B);
-    double total = 0;
-    long count = 0;
-    int was = loom_tape_set_nograd(t, 1);
-    for (long c = 0; c < len && s && idx && tgt; c += T) {
-        int w = (int)(len - c < T ? len - c : T);
-        for (int k = 0; k < w; k++)
-            for (int b = 0; b < B; b++) {
-                idx[k * B + b] = m->valid[(long)b * len + c + k];
-                tgt[k * B + b] = m->valid[(long)b * len + c + k + 1];
-            }
-        loom_tape_reset(t);
-        loom_tensor *l = loom_op_softmax_ce(t, logits_carried(m, t, idx, w, B, s), tgt, NULL);
-        if (!l) break;
-        total += (double)l->data[0] * w * B;
-        count += (long)w * B;
-    }
-    loom_tape_set_nograd(t, was);
-    loom_state_free(s);
-    free(idx);
-    free(tgt);
-    return count == (long)B * len ? total / (double)count : NAN;
+    return loom_app_heldout_nll(t, &m->seq, m->valid, m->nvalid - 1, m->f->seq, m->f->batch, logits_carried, m);
 }
 
 /* Prints a word the way text reads: </s> ends the line, no space before closing punctuation. */
@@ -240,7 +212,8 @@ static int read_context(wordlm *m, loom_tape *t, const char *text, int notes, lo
     return rc;
 }
 
-/* --predict: the top likeliest next words with their probabilities. */
+/* --predict: the top likeliest next words with their probabilities; <unk> is not a word
+ * (it stands for all the rare ones), so it is left out of the list and its share shown apart. */
 static int predict(wordlm *m, loom_tape *t)
 {
     loom_state *st = loom_state_new(&m->seq, 1);
@@ -252,7 +225,9 @@ static int predict(wordlm *m, loom_tape *t)
         rc = 2;
     } else if (n < 0) rc = 1;
     else {
-        int k = m->top < m->V ? m->top : m->V;
+        int k = m->top < m->V - 1 ? m->top : m->V - 1;
+        double unk = p[WORD_UNK];
+        p[WORD_UNK] = -1; /* not a word to offer: its share is printed apart */
         printf("next word after \"%s\":\n", m->predict);
         for (int r = 0; r < k; r++) {
             int best = 0;
@@ -261,6 +236,7 @@ static int predict(wordlm *m, loom_tape *t)
             printf("%3d. %-16s %.4f\n", r + 1, m->vocab.words[best], p[best]);
             p[best] = -1; /* taken */
         }
+        printf("(words outside the vocabulary, %s, together: %.4f)\n", WORD_UNK_STR, unk);
     }
     loom_tape_set_nograd(t, was);
     loom_state_free(st);
