@@ -1,6 +1,8 @@
 /* bench: training-step throughput (forward + backward + Adam update) in
  * tokens/s and GFLOP/s for the configurations of the README's table.
- * Usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N]
+ * Usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N] [--peak N]
+ * --peak N first measures the machine's sgemm limit (N x N x N, 0: skip; default 4096
+ * on one rank, skipped under mpirun) and gives each row's GFLOP/s as a share of it.
  * P is M with the peephole LSTM of examples/peephole.c, a user cell on the
  * fused API, for comparing it with the built-in LSTM (not part of all).
  * Runs the library trainer, so under mpirun it measures data-parallel steps
@@ -12,6 +14,7 @@
 #include <time.h>
 
 #include "loom_dist.h"
+#include "peak.h"
 #include "peephole.h"
 
 typedef struct config {
@@ -31,6 +34,8 @@ static const config CONFIGS[] = {
     {"C", 64, 512, 50, 50, 2, 65, 64, "lstm", 1},
     {"P", 512, 512, 64, 100, 1, 0, 0, "peephole", 0},
 };
+
+static double peak_gflops; /* the in-run sgemm limit, 0 when not measured */
 
 static double now(void)
 {
@@ -142,8 +147,10 @@ static int run(loom_dist *d, const config *c, int steps)
     double med = median(times, steps), ph[LOOM_PHASES];
     for (int p = 0; p < LOOM_PHASES; p++) ph[p] = median(times + (size_t)(p + 1) * steps, steps);
     if (d->rank == 0) {
-        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %8.1f %8.1f %8.2f %8.2f %8.1f %6.2f%% %10.1f\n", c->name,
-               c->input, H, B, T, d->size, loom_threads_get(), med * 1e3, T * B / med, step_flops(c) / med * 1e-9,
+        double gf = step_flops(c) / med * 1e-9;
+        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %5.0f%% %8.1f %8.1f %8.2f %8.2f %8.1f %6.2f%% %10.1f\n",
+               c->name, c->input, H, B, T, d->size, loom_threads_get(), med * 1e3, T * B / med, gf,
+               peak_gflops > 0 ? 100 * gf / peak_gflops : NAN,
                ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3, ph[4] * 1e3, 100 * ph[3] / med,
                loom_arena_capacity(loom_tape_arena(tr.tape)) / 1048576.0);
         fflush(stdout);
@@ -160,13 +167,14 @@ static int run(loom_dist *d, const config *c, int steps)
 static int bench_main(loom_dist *d, int argc, char **argv)
 {
     const char *which = "all";
-    int steps = 5;
+    int steps = 5, peak = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) which = argv[++i];
         else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) loom_threads_set(atoi(argv[++i]));
+        else if (strcmp(argv[i], "--peak") == 0 && i + 1 < argc) peak = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N]\n%s: unknown or incomplete flag\n",
+            fprintf(stderr, "usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N] [--peak N]\n%s: unknown or incomplete flag\n",
                     argv[i]);
             return d->agreed = 1, 2;
         }
@@ -175,11 +183,17 @@ static int bench_main(loom_dist *d, int argc, char **argv)
         fprintf(stderr, "bench: --steps must be positive\n");
         return d->agreed = 1, 2;
     }
+    if (peak < 0) peak = d->size > 1 ? 0 : 4096;
+    if (peak > 0) {
+        peak_gflops = bench_sgemm_peak(peak, 3);
+        if (d->rank == 0)
+            printf("sgemm peak: %.1f GFLOP/s (OpenBLAS, %d^3, %d threads, best of 3)\n", peak_gflops, peak, loom_threads_get());
+    }
     if (d->rank == 0) {
         printf("loom, %d rank%s x %d OpenMP threads, median of %d steps (after 1 warm-up); B is the global batch\n",
                d->size, d->size > 1 ? "s" : "", loom_threads_get(), steps);
-        printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %8s %8s %8s %8s %8s %7s %10s\n", "config", "I", "H", "B", "T", "ranks",
-               "ms/step", "tokens/s", "GFLOP/s", "fwd ms", "bwd ms", "wait ms", "allred", "optim", "allred", "arena MiB");
+        printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %6s %8s %8s %8s %8s %8s %7s %10s\n", "config", "I", "H", "B", "T", "ranks",
+               "ms/step", "tokens/s", "GFLOP/s", "peak", "fwd ms", "bwd ms", "wait ms", "allred", "optim", "allred", "arena MiB");
     }
     int found = 0;
     for (size_t k = 0; k < sizeof CONFIGS / sizeof *CONFIGS; k++)

@@ -6,7 +6,7 @@ pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hd
       libcriterion-dev libopenblas-openmp-dev fortunes
       wamerican wngerman wfrench wspanish witalian wdutch wportuguese wswedish)
 if [ "$mode" = test ]; then
-  pkgs+=(python3-torch python3-h5py python3-numpy)
+  pkgs+=(python3-torch python3-h5py python3-numpy libopenblas0-pthread)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,5 @@
+#ifndef LOOM_BENCH_PEAK_H
+#define LOOM_BENCH_PEAK_H
+/* GFLOP/s of the best of reps n x n x n sgemm calls (after one warm-up); 0 when out of memory. */
+double bench_sgemm_peak(int n, int reps);
+#endif
