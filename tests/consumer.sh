@@ -16,7 +16,7 @@ cc=${CC:-cc}
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 
 # The example programs, as prefixed commands.
-for cmd in loom-char-lm loom-adding-problem loom-timeseries loom-custom-cell; do
+for cmd in loom-char-lm loom-adding-problem loom-timeseries loom-custom-cell loom-word-lm loom-classify; do
     "$prefix/bin/$cmd" --help >/dev/null || fail "$cmd --help failed"
 done
 blas_ok "$prefix/bin/loom-char-lm"
