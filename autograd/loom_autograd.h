@@ -193,6 +193,25 @@ int loom_tape_set_nograd(loom_tape *t, int nograd);
 int loom_tape_nograd(const loom_tape *t);
 /* Walks the nodes in reverse from a [1x1] loss, accumulating gradients with +=. */
 loom_status loom_tape_backward(loom_tape *t, loom_tensor *loss);
+/* The same from the gradients of n tensors instead of a loss (a vector-Jacobian product):
+ * grads[k], loom_tensor_size(outs[k]) floats, is added into outs[k]'s gradient first; outs
+ * that need no gradient are skipped. For walking back a recomputed part of a graph. */
+loom_status loom_tape_backward_seeded(loom_tape *t, loom_tensor *const *outs, const float *const *grads, int n);
+/* A hook for work overlapped with backward (a data-parallel gradient all-reduce): called
+ * with `done`, meaning every node with an index >= done has been walked, so a gradient only
+ * those nodes add into is final. Backward calls it after each node (done = its index) and
+ * long ops may call it mid-node through loom_tape_poll (done = its index + 1). A status
+ * other than LOOM_OK (set with loom_error_set) fails the tape, which stops the walk. */
+typedef loom_status (*loom_tape_hook)(void *ctx, int done);
+/* Sets the tape's hook (fn NULL removes it; ctx is fn's, optional). Kept across resets;
+ * costs one branch per node while unset. */
+void loom_tape_set_hook(loom_tape *t, loom_tape_hook fn, void *ctx);
+/* For a long op's backward, between parts of its work: lets the hook run (no-op without
+ * a hook or outside backward). */
+void loom_tape_poll(loom_tape *t);
+/* Node k (0 <= k < loom_tape_length) of those recorded since the last reset, e.g. to find
+ * the first node that reads a tensor; NULL and an error when k is out of range. */
+const loom_node *loom_tape_node(const loom_tape *t, int k);
 /* The tape's arena, for per-step buffers of the caller's own. */
 loom_arena *loom_tape_arena(loom_tape *t);
 /* A per-step tensor from the arena (data uninitialised, no grad). NULL on failure. */
@@ -282,6 +301,20 @@ loom_tensor *loom_op_dropout_shard(loom_tape *t, loom_tensor *a, float p, loom_r
 loom_tensor *loom_op_detach(loom_tape *t, loom_tensor *a);
 /* Row r of the result is a's row r where keep[r] is nonzero, else b's row r. */
 loom_tensor *loom_op_select_rows(loom_tape *t, const unsigned char *keep, loom_tensor *a, loom_tensor *b);
+
+/* Attention (ops_attention.c). A matrix product over n blocks of rows: a is n blocks
+ * of a->rows/n rows, b likewise, and block i of the result [n*M x N] is op(a_i) @ op(b_i)
+ * (op transposes when ta / tb is nonzero), so that with B blocks of [1 x D] queries and
+ * [T x D] keys (tb 1) it gives B rows of T scores. */
+loom_tensor *loom_op_bmm(loom_tape *t, loom_tensor *a, loom_tensor *b, int n, int ta, int tb);
+/* Softmax along each row over the entries whose mask [rows x cols] is nonzero (mask NULL:
+ * every entry); masked entries are 0, and a row with none kept is all 0. The mask is only
+ * read during the call. */
+loom_tensor *loom_op_masked_softmax(loom_tape *t, loom_tensor *a, const unsigned char *mask);
+/* a's rows as n blocks of m = rows/n rows, transposed: row i*m + j of a is row j*n + i of
+ * the result. Time-major [T*B x D] with n = T becomes batch-major [B*T x D]; n = B
+ * turns it back. (Stacking per-step [B x D] outputs across time is loom_op_vstack.) */
+loom_tensor *loom_op_transpose_blocks(loom_tape *t, loom_tensor *a, int n);
 
 /* ---------------------------------------------------------------- gradcheck */
 

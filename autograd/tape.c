@@ -14,6 +14,9 @@ struct loom_tape {
     uint32_t gen;      /* bumped by each reset: tensors of an earlier step are stale */
     uint64_t errors0;  /* the thread's failure count at the last reset */
     loom_status status; /* first op error since reset */
+    loom_tape_hook hook; /* called during backward (loom_tape_set_hook); NULL: none */
+    void *hook_ctx;
+    int walking;       /* the node backward is in, or -1 outside a walk: what loom_tape_poll reports */
 };
 
 loom_tape *loom_tape_new(size_t arena_bytes)
@@ -23,6 +26,7 @@ loom_tape *loom_tape_new(size_t arena_bytes)
     t->arena = loom_arena_new(arena_bytes);
     t->cap = 1024;
     t->gen = 1; /* 0 marks tensors that are not the tape's */
+    t->walking = -1;
     t->nodes = loom_malloc((size_t)t->cap * sizeof *t->nodes);
     if (!t->arena || !t->nodes) {
         loom_tape_free(t);
@@ -263,6 +267,54 @@ loom_node *loom_tape_record(loom_tape *t, const char *op, loom_backward_fn backw
     return nd;
 }
 
+void loom_tape_set_hook(loom_tape *t, loom_tape_hook fn, void *ctx)
+{
+    if (!t) {
+        LOOM_NULL_ARG("tape_set_hook", "tape");
+        return;
+    }
+    t->hook = fn;
+    t->hook_ctx = ctx;
+}
+
+/* Calls the hook with the lowest node index walked so far; its failure fails the tape. */
+static void call_hook(loom_tape *t, int done)
+{
+    loom_status st = t->hook(t->hook_ctx, done);
+    if (st != LOOM_OK && t->status == LOOM_OK) t->status = st;
+}
+
+void loom_tape_poll(loom_tape *t)
+{
+    if (!t) {
+        LOOM_NULL_ARG("tape_poll", "tape");
+        return;
+    }
+    if (t->hook && t->walking >= 0) call_hook(t, t->walking + 1); /* the node in progress is not done */
+}
+
+const loom_node *loom_tape_node(const loom_tape *t, int k)
+{
+    if (!t) return LOOM_NULL_ARG("tape_node", "tape"), NULL;
+    if (k < 0 || k >= t->n) return loom_error_set(LOOM_EARG, "tape_node: node %d of %d", k, t->n), NULL;
+    return &t->nodes[k];
+}
+
+/* Walks the nodes in reverse once the seeds are in place. */
+static loom_status walk(loom_tape *t)
+{
+    for (int k = t->n - 1; k >= 0; k--) {
+        loom_node *nd = &t->nodes[k];
+        t->walking = k;
+        if (nd->out->grad || (nd->out2 && nd->out2->grad)) nd->backward(nd); /* else no gradient reached it */
+        if (t->hook && t->status == LOOM_OK) call_hook(t, k);
+        if (t->status != LOOM_OK) return t->walking = -1, t->status;
+    }
+    t->walking = -1;
+    t->consumed = 1;
+    return LOOM_OK;
+}
+
 loom_status loom_tape_backward(loom_tape *t, loom_tensor *loss)
 {
     if (!t) return LOOM_NULL_ARG("tape_backward", "tape");
@@ -277,12 +329,27 @@ loom_status loom_tape_backward(loom_tape *t, loom_tensor *loss)
     float *g = loom_tape_grad(t, loss);
     if (!g) return t->status;
     g[0] = 1.0f;
-    for (int k = t->n - 1; k >= 0; k--) {
-        loom_node *nd = &t->nodes[k];
-        if (!nd->out->grad && !(nd->out2 && nd->out2->grad)) continue; /* no gradient reached this node */
-        nd->backward(nd);
-        if (t->status != LOOM_OK) return t->status;
+    return walk(t);
+}
+
+loom_status loom_tape_backward_seeded(loom_tape *t, loom_tensor *const *outs, const float *const *grads, int n)
+{
+    if (!t) return LOOM_NULL_ARG("tape_backward_seeded", "tape");
+    if (t->status != LOOM_OK) return t->status;
+    if (n < 0) return loom_error_set(LOOM_EARG, "tape_backward_seeded: n is %d (expected >= 0)", n);
+    if (n > 0 && !outs) return LOOM_NULL_ARG("tape_backward_seeded", "outs");
+    if (n > 0 && !grads) return LOOM_NULL_ARG("tape_backward_seeded", "grads");
+    if (t->consumed)
+        return loom_error_set(LOOM_ESTATE, "backward: this graph was already walked; reset the tape before the next step");
+    for (int k = 0; k < n; k++)
+        if (!outs[k] || !grads[k])
+            return loom_error_set(LOOM_EARG, "tape_backward_seeded: %s[%d] is NULL", outs[k] ? "grads" : "outs", k);
+    for (int k = 0; k < n; k++) {
+        if (!outs[k]->requires_grad) continue; /* a constant: nothing to walk back to */
+        float *g = loom_tape_grad(t, outs[k]);
+        if (!g) return t->status;
+        size_t m = loom_tensor_size(outs[k]);
+        for (size_t i = 0; i < m; i++) g[i] += grads[k][i];
     }
-    t->consumed = 1;
-    return LOOM_OK;
+    return walk(t);
 }

@@ -1,6 +1,6 @@
 /* bench: training-step throughput (forward + backward + Adam update) in
  * tokens/s and GFLOP/s for the configurations of the README's table.
- * Usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N] [--peak N]
+ * Usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N] [--peak N] [--overlap 0|1]
  * --peak N first measures the machine's sgemm limit (N x N x N, 0: skip; default 4096
  * on one rank, skipped under mpirun) and gives each row's GFLOP/s as a share of it.
  * P is M with the peephole LSTM of examples/peephole.c, a user cell on the
@@ -36,6 +36,7 @@ static const config CONFIGS[] = {
 };
 
 static double peak_gflops; /* the in-run sgemm limit, 0 when not measured */
+static int overlap = 1;    /* --overlap: the gradient all-reduce overlapped with backward (under mpirun) */
 
 static double now(void)
 {
@@ -114,7 +115,7 @@ static int run(loom_dist *d, const config *c, int steps)
         if (strcmp(c->cell, "peephole") == 0) peephole_lstm_init(&cells[l], l ? H : c->input, H);
         else loom_lstm_init(&cells[l], l ? H : c->input, H, 0.0f);
     loom_train_config tc = loom_train_defaults("bench");
-    tc.steps = steps + 1, tc.log_every = 0, tc.progress = 0, tc.max_loss_ratio = 0;
+    tc.steps = steps + 1, tc.log_every = 0, tc.progress = 0, tc.max_loss_ratio = 0, tc.overlap = overlap;
     loom_trainer tr;
     if (loom_seq_init(&k.seq, cells, c->layers, 0.0f) != LOOM_OK || loom_seq_declare(&k.seq, ps, c->cell) != LOOM_OK ||
         (c->vocab && (loom_embedding_declare(&k.emb, ps, "embedding", c->vocab, c->embed) != LOOM_OK ||
@@ -153,6 +154,7 @@ static int run(loom_dist *d, const config *c, int steps)
                peak_gflops > 0 ? 100 * gf / peak_gflops : NAN,
                ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3, ph[4] * 1e3, 100 * ph[3] / med,
                loom_arena_capacity(loom_tape_arena(tr.tape)) / 1048576.0);
+        if (d->size > 1 && overlap) printf("       (%d all-reduce buckets started while backward had nodes left)\n", tr.overlapped);
         fflush(stdout);
     }
     free(times), free(k.x), free(k.idx), free(k.tgt);
@@ -173,8 +175,9 @@ static int bench_main(loom_dist *d, int argc, char **argv)
         else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) loom_threads_set(atoi(argv[++i]));
         else if (strcmp(argv[i], "--peak") == 0 && i + 1 < argc) peak = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--overlap") == 0 && i + 1 < argc) overlap = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N] [--peak N]\n%s: unknown or incomplete flag\n",
+            fprintf(stderr, "usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N] [--peak N] [--overlap 0|1]\n%s: unknown or incomplete flag\n",
                     argv[i]);
             return d->agreed = 1, 2;
         }
@@ -190,8 +193,9 @@ static int bench_main(loom_dist *d, int argc, char **argv)
             printf("sgemm peak: %.1f GFLOP/s (OpenBLAS, %d^3, %d threads, best of 3)\n", peak_gflops, peak, loom_threads_get());
     }
     if (d->rank == 0) {
-        printf("loom, %d rank%s x %d OpenMP threads, median of %d steps (after 1 warm-up); B is the global batch\n",
-               d->size, d->size > 1 ? "s" : "", loom_threads_get(), steps);
+        printf("loom, %d rank%s x %d OpenMP threads, median of %d steps (after 1 warm-up); B is the global batch%s\n",
+               d->size, d->size > 1 ? "s" : "", loom_threads_get(), steps,
+               d->size > 1 ? overlap ? "; all-reduce overlapped with backward" : "; all-reduce after backward" : "");
         printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %6s %8s %8s %8s %8s %8s %7s %10s\n", "config", "I", "H", "B", "T", "ranks",
                "ms/step", "tokens/s", "GFLOP/s", "peak", "fwd ms", "bwd ms", "wait ms", "allred", "optim", "allred", "arena MiB");
     }

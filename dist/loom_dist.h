@@ -135,16 +135,30 @@ typedef struct loom_train_config {
      * stderr as "prog: note: ...". */
     void (*note)(void *ctx, const char *msg);
     void *note_ctx;
+    /* Under MPI (world size > 1): 1 all-reduces the gradient in buckets during backward,
+     * each as soon as backward has walked every node that reads its parameters (the head's
+     * first); 0 all-reduces it whole after backward. The same bits either way on 2 ranks;
+     * on more, the sums may group differently (within rounding). With overlap, a parameter's
+     * gradient must come from the backward of nodes that take it (or a view of it) as an
+     * input, as every loom op and layer does. */
+    int overlap;
+    size_t bucket_bytes;     /* bucket size for overlap, whole parameters (0: LOOM_BUCKET_BYTES) */
 } loom_train_config;
 
+/* Default most bytes of gradient per all-reduce bucket. Buckets are also cut where the
+ * first node reading the parameters changes (a layer's end), so a larger cap delays nothing;
+ * each bucket costs one all-reduce's latency (25 MiB, as PyTorch DDP). */
+#define LOOM_BUCKET_BYTES ((size_t)25 << 20)
+
 /* The defaults: 1 step, clip off, loss ratio 1e4, log every 10, progress on, signals
- * handled (prog optional, NULL: "loom"). */
+ * handled, all-reduce overlapped with backward (prog optional, NULL: "loom"). */
 loom_train_config loom_train_defaults(const char *prog);
 
 /* Time spent in each phase of a step, seconds; the trainer fills the last step's.
- * WAIT is the small all-reduce of loss and counts that starts the reduction: it
- * lasts until the slowest rank arrives, so it measures imbalance; ALLREDUCE is
- * the gradient's all-reduce after it, the communication itself. */
+ * WAIT is the small all-reduce of loss and counts after forward: it lasts until
+ * the slowest rank arrives, so it measures imbalance; ALLREDUCE is the gradient's
+ * all-reduce after backward, the communication itself (with overlap, only the part
+ * backward did not hide). */
 typedef enum {
     LOOM_PHASE_FORWARD,
     LOOM_PHASE_BACKWARD,
@@ -180,6 +194,7 @@ typedef struct loom_trainer {
     double first_loss;         /* global loss of this process's first step (divergence guard) */
     double tokens_per_sec;     /* over the whole run, every rank's tokens */
     double phase[LOOM_PHASES]; /* the last step's time per phase */
+    int overlapped;            /* buckets of the last step whose all-reduce started while backward had nodes left */
     long saved_step;           /* the step of the last checkpoint this run wrote, or (ranks > 0) took part in (0: none) */
     int stopping;              /* a stop was requested on some rank: set on every rank at the same step */
     int stop_signal;           /* the signal that asked this process to stop (0: none, or another rank's) */
@@ -192,6 +207,7 @@ typedef struct loom_trainer {
     long tokens_total, tokens_window, steps_window, first_step;
     int fault_kind, fault_rank;
     long fault_step;
+    struct loom_buckets *buckets; /* the overlapped all-reduce (NULL: off, or a world of one) */
 } loom_trainer;
 
 /* Sets up a run over the allocated parameters: tape, optimizer, schedule, the

@@ -35,6 +35,7 @@ loom_train_config loom_train_defaults(const char *prog)
     c.keep = 1;
     c.progress = 1;
     c.handle_signals = 1;
+    c.overlap = 1;
     return c;
 }
 
@@ -134,6 +135,7 @@ static loom_status trainer_init(loom_trainer *tr, const loom_train_config *cfg, 
                               (unsigned long long)need, (unsigned long long)mem);
     if ((st = loom_optim_init(&tr->optim, optim, loom_params_size(ps))) != LOOM_OK) return st;
     if ((st = loom_sched_check(&sched)) != LOOM_OK) return st;
+    if (cfg->overlap && d->size > 1 && !(tr->buckets = loom_buckets_new(tr))) return LOOM_ENOMEM;
     /* rank 0's verdict on its files is every rank's, so a bad path ends the job cleanly */
     double ok = d->rank == 0 ? (double)root_files(tr, cfg) : 0.0;
     if ((st = loom_dist_broadcast_f64(d, &ok, 1)) != LOOM_OK) return st;
@@ -173,6 +175,8 @@ void loom_trainer_free(loom_trainer *tr)
     if (tr->log) fclose(tr->log);
     loom_optim_free(&tr->optim);
     loom_tape_free(tr->tape);
+    loom_buckets_free(tr->buckets);
+    tr->buckets = NULL;
     tr->log = NULL;
     tr->tape = NULL;
 }
@@ -244,33 +248,41 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     /* 1. reset: forget the last step's values; the arena keeps its memory */
     loom_tape_reset(tr->tape);
     loom_params_zero_grad(tr->ps);
-    /* 2-3. forward over time, recording ops, down to the mean loss over this rank's rows */
+    /* 2. forward over time, recording ops, down to the mean loss over this rank's rows */
     loom_tensor *loss = task->forward(task->ctx, tr->tape, &b);
     if (loom_trainer_fault(tr, FAULT_ERROR)) loss = loom_tape_fail(tr->tape, LOOM_EIO, "injected fault (LOOM_FAULT)");
     if (!loss) return step_fail(tr, 0, loom_tape_status(tr->tape));
     if (!(b.count >= 0)) return step_fail(tr, 0, loom_error_set(LOOM_EARG, "the task's loss count %g is negative", b.count));
     double t1 = loom_dist_now();
-    /* 4. backward in reverse into the flat gradient buffer */
-    if (loom_tape_backward(tr->tape, loss) != LOOM_OK) return step_fail(tr, 0, loom_tape_status(tr->tape));
-    if (loom_trainer_fault(tr, FAULT_NAN)) grads[0] = NAN;
-    if (loom_trainer_fault(tr, FAULT_KILL)) raise(SIGKILL);
-    while (loom_trainer_fault(tr, FAULT_STALL)) sleep(1);
-    double t2 = loom_dist_now();
-    /* 5. all-reduce: the gradient of the global batch's mean loss is sum_r count_r g_r / sum_r count_r */
-    /* a stop request rides along (sums[3]): every rank learns of it at this same step */
+    /* 3. loss of the global batch: one small all-reduce of loss, count, tokens; a stop request
+     * rides along (sums[3]), so every rank learns of it at this same step */
     double sums[4] = {b.count > 0 ? loss->data[0] * b.count : 0.0, b.count, (double)b.tokens, stop_wanted(tr)};
-    st = loom_dist_allreduce_sum_f64(d, sums, 4);
-    double t2b = loom_dist_now();
-    if (st == LOOM_OK && d->size > 1) {
-        float w = (float)(b.count / sums[1]);
+    if ((st = loom_dist_allreduce_sum_f64(d, sums, 4)) != LOOM_OK) return step_fail(tr, 0, st);
+    if (!(sums[1] > 0))
+        return step_fail(tr, 1, loom_error_set(LOOM_EARG, "the global batch holds no loss terms (every rank's count is 0)"));
+    double gloss = sums[0] / sums[1];
+    /* the gradient of the global mean loss is sum_r w_r g_r, this rank's weight w_r = count_r / sum_r count_r */
+    float w = (float)(b.count / sums[1]);
+    double t2 = loom_dist_now();
+    /* 4. backward in reverse into the flat gradient buffer; with overlap, each bucket's
+     * all-reduce starts as soon as backward has walked every node reading it */
+    if (loom_trainer_fault(tr, FAULT_NAN)) grads[0] = NAN; /* before backward: it reaches the sum either way */
+    while (loom_trainer_fault(tr, FAULT_STALL)) sleep(1);
+    if (tr->buckets && (st = loom_buckets_begin(tr->buckets, w)) != LOOM_OK) return step_fail(tr, 0, st);
+    st = loom_tape_backward(tr->tape, loss);
+    loom_tape_set_hook(tr->tape, NULL, NULL);
+    if (st != LOOM_OK) return step_fail(tr, 0, st);
+    if (loom_trainer_fault(tr, FAULT_KILL)) raise(SIGKILL);
+    double t3 = loom_dist_now();
+    /* 5. all-reduce: with overlap it started inside backward (4), and completes here */
+    tr->overlapped = 0;
+    if (tr->buckets) st = loom_buckets_finish(tr->buckets, &tr->overlapped);
+    else if (d->size > 1) {
         LOOM_PFOR(i, n, grads[i] *= w;);
         st = loom_dist_allreduce_sum(d, grads, n);
     }
     if (st != LOOM_OK) return step_fail(tr, 0, st);
-    if (!(sums[1] > 0))
-        return step_fail(tr, 1, loom_error_set(LOOM_EARG, "the global batch holds no loss terms (every rank's count is 0)"));
-    double gloss = sums[0] / sums[1];
-    double t3 = loom_dist_now();
+    double t4 = loom_dist_now();
     /* 6. finite check, before anything is updated: the last checkpoint stays the last good one */
     float norm = loom_grad_norm(grads, n);
     if (!isfinite(gloss) || !isfinite(norm))
@@ -291,10 +303,10 @@ loom_status loom_trainer_step(loom_trainer *tr, const loom_task *task)
     if ((st = loom_optim_step_params(&tr->optim, tr->ps, lr)) != LOOM_OK) return step_fail(tr, 0, st);
     /* the step has succeeded: now the task may keep what it carries (the recurrent state) */
     if (task->commit && (st = task->commit(task->ctx)) != LOOM_OK) return step_fail(tr, 0, st);
-    double t4 = loom_dist_now();
-    tr->phase[LOOM_PHASE_FORWARD] = t1 - t0, tr->phase[LOOM_PHASE_BACKWARD] = t2 - t1;
-    tr->phase[LOOM_PHASE_WAIT] = t2b - t2, tr->phase[LOOM_PHASE_ALLREDUCE] = t3 - t2b;
-    tr->phase[LOOM_PHASE_UPDATE] = t4 - t3;
+    double t5 = loom_dist_now();
+    tr->phase[LOOM_PHASE_FORWARD] = t1 - t0, tr->phase[LOOM_PHASE_WAIT] = t2 - t1;
+    tr->phase[LOOM_PHASE_BACKWARD] = t3 - t2, tr->phase[LOOM_PHASE_ALLREDUCE] = t4 - t3;
+    tr->phase[LOOM_PHASE_UPDATE] = t5 - t4;
     tr->last_loss = gloss;
     tr->step = step + 1;
     tr->stopping = sums[3] > 0;

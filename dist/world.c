@@ -168,7 +168,7 @@ static loom_status gather_args(const loom_dist *d, const float *local, const flo
 #define CHUNK ((size_t)1 << 28) /* elements per MPI call, well under INT_MAX */
 #define MAX_REQ 16
 
-static loom_status mpi_fail(const char *what, int rc)
+loom_status loom_dist_mpi_fail(const char *what, int rc)
 {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
@@ -179,12 +179,12 @@ static loom_status mpi_fail(const char *what, int rc)
 /* Waits for the requests, polling against the deadline: busy at first (a
  * collective progresses inside MPI_Test), yielding the core after a while, and
  * sleeping once the wait is long (rank 0 evaluating, or a stalled peer). */
-static loom_status wait_all(loom_dist *d, int n, MPI_Request *req, const char *what)
+loom_status loom_dist_wait(loom_dist *d, int n, MPI_Request *req, const char *what)
 {
     double t0 = MPI_Wtime();
     for (long polls = 0;; polls++) {
         int done = 0, rc = MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
-        if (rc != MPI_SUCCESS) return mpi_fail(what, rc);
+        if (rc != MPI_SUCCESS) return loom_dist_mpi_fail(what, rc);
         if (done) return LOOM_OK;
         double waited = MPI_Wtime() - t0;
         if (d->timeout > 0 && waited > d->timeout)
@@ -205,9 +205,9 @@ static loom_status allreduce(loom_dist *d, void *buf, size_t n, MPI_Datatype typ
     for (size_t off = 0; off < n; off += CHUNK, k++) {
         int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
         int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)buf + off * elem, cnt, type, MPI_SUM, MPI_COMM_WORLD, &req[k]);
-        if (rc != MPI_SUCCESS) return mpi_fail("all-reduce", rc);
+        if (rc != MPI_SUCCESS) return loom_dist_mpi_fail("all-reduce", rc);
     }
-    return wait_all(d, k, req, "all-reduce");
+    return loom_dist_wait(d, k, req, "all-reduce");
 }
 
 loom_status loom_dist_allreduce_sum(loom_dist *d, float *buf, size_t n)
@@ -235,9 +235,9 @@ loom_status loom_dist_broadcast(loom_dist *d, float *buf, size_t n)
     for (size_t off = 0; off < n; off += CHUNK, k++) {
         int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
         int rc = MPI_Ibcast(buf + off, cnt, MPI_FLOAT, 0, MPI_COMM_WORLD, &req[k]);
-        if (rc != MPI_SUCCESS) return mpi_fail("broadcast", rc);
+        if (rc != MPI_SUCCESS) return loom_dist_mpi_fail("broadcast", rc);
     }
-    return wait_all(d, k, req, "broadcast");
+    return loom_dist_wait(d, k, req, "broadcast");
 }
 
 loom_status loom_dist_broadcast_f64(loom_dist *d, double *buf, int n)
@@ -247,7 +247,7 @@ loom_status loom_dist_broadcast_f64(loom_dist *d, double *buf, int n)
     if (d->size == 1) return LOOM_OK;
     MPI_Request req;
     int rc = MPI_Ibcast(buf, n, MPI_DOUBLE, 0, MPI_COMM_WORLD, &req);
-    return rc == MPI_SUCCESS ? wait_all(d, 1, &req, "broadcast") : mpi_fail("broadcast", rc);
+    return rc == MPI_SUCCESS ? loom_dist_wait(d, 1, &req, "broadcast") : loom_dist_mpi_fail("broadcast", rc);
 }
 
 loom_status loom_dist_wait_root(loom_dist *d)
@@ -259,7 +259,7 @@ loom_status loom_dist_wait_root(loom_dist *d)
     MPI_Request req;
     int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req);
     d->timeout = 0; /* rank 0's own work takes what it takes */
-    st = rc == MPI_SUCCESS ? wait_all(d, 1, &req, "wait for rank 0") : mpi_fail("wait for rank 0", rc);
+    st = rc == MPI_SUCCESS ? loom_dist_wait(d, 1, &req, "wait for rank 0") : loom_dist_mpi_fail("wait for rank 0", rc);
     d->timeout = timeout;
     return st;
 }
@@ -281,7 +281,7 @@ loom_status loom_dist_gather_rows(loom_dist *d, const float *local, float *globa
         return loom_error_set(LOOM_ENOMEM, "dist: gather: cannot allocate %zu bytes", n * (size_t)d->size * sizeof(float));
     MPI_Request req;
     int rc = MPI_Igather(local, (int)n, MPI_FLOAT, tmp, (int)n, MPI_FLOAT, 0, MPI_COMM_WORLD, &req);
-    st = rc == MPI_SUCCESS ? wait_all(d, 1, &req, "gather") : mpi_fail("gather", rc);
+    st = rc == MPI_SUCCESS ? loom_dist_wait(d, 1, &req, "gather") : loom_dist_mpi_fail("gather", rc);
     if (st == LOOM_OK && d->rank == 0) {
         size_t part = rows * row_floats;
         for (int r = 0; r < d->size; r++)

@@ -21,6 +21,7 @@ typedef struct loom_app_flags {
     long warmup, step_size, log_every, eval_every;    /* step_size 0: steps / 3 */
     uint64_t seed;
     int threads;
+    int recompute; /* steps per recompute segment (0: off; loom_seq_set_recompute) */
     /* char_lm */
     long sample;
     const char *prompt, *eval;
@@ -34,6 +35,7 @@ typedef struct loom_app_flags {
     const char *column;
     /* data parallelism */
     float comm_timeout, max_loss_ratio;
+    int overlap; /* 1: the gradient all-reduce overlapped with backward (the default) */
     /* names of the flags given on the command line */
     const char *given[64];
     int ngiven;

@@ -32,6 +32,7 @@ static loom_flag common_flags(loom_app_flags *f, int i)
         {"log-every", LOOM_FLAG_LONG, &f->log_every, "steps between progress lines and log rows"},
         {"eval-every", LOOM_FLAG_LONG, &f->eval_every, "steps between evaluations (0: only at the end)"},
         {"dropout", LOOM_FLAG_FLOAT, &f->dropout, "dropout between recurrent layers"},
+        {"recompute", LOOM_FLAG_INT, &f->recompute, "keep every K-th step's state, recompute the rest in backward (0: off; sqrt(--seq) saves most)"},
         {"momentum", LOOM_FLAG_FLOAT, &f->momentum, "momentum (sgd, rmsprop)"},
         {"weight-decay", LOOM_FLAG_FLOAT, &f->weight_decay, "weight decay (L2; decoupled for adamw)"},
         {"beta1", LOOM_FLAG_FLOAT, &f->beta1, "first-moment decay (adam, adamw)"},
@@ -50,6 +51,7 @@ static loom_flag common_flags(loom_app_flags *f, int i)
         {"resume", LOOM_FLAG_STR, &f->resume, "continue from this checkpoint (model, optimizer, RNG, data position)"},
         {"comm-timeout", LOOM_FLAG_FLOAT, &f->comm_timeout, "under MPI: seconds to wait for the other ranks before ending the job"},
         {"max-loss-ratio", LOOM_FLAG_FLOAT, &f->max_loss_ratio, "stop when the loss exceeds this times max(first loss, 1) (0: off)"},
+        {"overlap", LOOM_FLAG_INT, &f->overlap, "under MPI: 1 all-reduces gradients during backward, 0 after it"},
         {NULL, 0, NULL, NULL}};
     return t[i];
 }
@@ -138,6 +140,7 @@ int loom_app_parse(loom_app_flags *f, int argc, char **argv, const char *about, 
     if (!(f->max_loss_ratio > 0)) f->max_loss_ratio = 1e4f;
     if (!(f->gamma > 0)) f->gamma = 0.1f;
     f->momentum = f->weight_decay = f->beta1 = f->beta2 = f->eps = NAN;
+    f->overlap = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -205,6 +208,7 @@ int loom_app_check(const loom_app_flags *f, const char *prog)
     else if (!(f->clip >= 0)) bad = "--clip must be >= 0 (0 turns clipping off)";
     else if (!(f->dropout >= 0 && f->dropout < 1)) bad = "--dropout must be in [0, 1)";
     else if (f->threads < 0) bad = "--threads must be >= 0";
+    else if (f->recompute < 0) bad = "--recompute must be >= 0 (0 turns it off)";
     else if (f->log_every <= 0) bad = "--log-every must be positive";
     else if (f->eval_every < 0) bad = "--eval-every must be >= 0";
     else if (f->warmup < 0) bad = "--warmup must be >= 0";
@@ -216,6 +220,7 @@ int loom_app_check(const loom_app_flags *f, const char *prog)
     else if (f->checkpoint_every > 0 && !f->checkpoint) bad = "--checkpoint-every needs --checkpoint PATH";
     else if (!(f->comm_timeout >= 0)) bad = "--comm-timeout must be >= 0 (0 waits for ever)";
     else if (!(f->max_loss_ratio >= 0)) bad = "--max-loss-ratio must be >= 0 (0 turns the guard off)";
+    else if (f->overlap != 0 && f->overlap != 1) bad = "--overlap must be 0 or 1";
     if (bad) {
         loom_app_fail_all(prog, "%s", bad);
         return 2;

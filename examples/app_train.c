@@ -110,6 +110,7 @@ int loom_app_trainer_init(loom_trainer *tr, const loom_app_flags *f, loom_dist *
     c.checkpoint = f->checkpoint;
     c.checkpoint_every = f->checkpoint_every;
     c.keep = f->keep;
+    c.overlap = f->overlap;
     d->timeout = f->comm_timeout;
     loom_status st = loom_trainer_init(tr, &c, d, ps, oc, sched, f->batch);
     if (st != LOOM_OK) {
@@ -163,6 +164,7 @@ loom_status loom_app_seq_declare_as(const loom_app_flags *f, const char *cell, i
     if (st == LOOM_OK) st = loom_seq_init(seq, cells, f->layers, f->dropout);
     free(cells);
     if (st == LOOM_OK && bidirectional) st = loom_seq_set_bidirectional(seq, 1);
+    if (st == LOOM_OK) st = loom_seq_set_recompute(seq, f->recompute);
     char name[64];
     snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", strncmp(cell, "rnn", 3) == 0 ? "rnn" : cell);
     return st != LOOM_OK ? st : loom_seq_declare(seq, ps, name);

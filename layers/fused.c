@@ -1,37 +1,75 @@
 /* The fused recurrent layer: a cell's pointwise kernel run over a window of T
  * steps, with the GEMMs around it, recorded as one tape node. Its forward and
- * backward sit side by side below. */
+ * backward sit side by side below.
+ *
+ * Blocks: the input projection, the input's gradient and the weight gradients
+ * are GEMMs over blocks of C steps (about BLOCK_ROWS rows), at multiples of C
+ * from the window's start. OpenBLAS's bits depend on a call's row count, so fixed
+ * blocks are what lets recomputation (below) make the very calls the plain path
+ * makes, and sum the weight gradients in the same order: the same bits.
+ *
+ * Recompute (K > 0, K < T): the window runs in segments of K steps. Forward keeps
+ * the output h at every step (it is y) and the other state parts only at segment
+ * boundaries; the gates, workspace and inner states live in one segment's scratch.
+ * Backward walks the segments from the last, recomputing each one's forward from
+ * its boundary state before walking its steps back. */
 #include <cblas.h>
 #include <string.h>
 
 #include "internal.h"
 
+/* Rows per block: large enough that blocked GEMMs run at the whole window's speed. */
+#define BLOCK_ROWS 512
+
 /* What forward keeps for backward. */
 typedef struct fused_acts {
     loom_cell *c;
-    int T, B;
+    int T, B, K, C;            /* K: steps per segment (T when plain); C: steps per block */
+    int nseg, plain;           /* plain: one segment, every activation kept */
+    int nb;                    /* positions kept of state parts 1..: T+1 (plain) or nseg+1 boundaries */
     loom_tensor *x;            /* the layer's input [T*B x I] */
-    loom_tensor *hist;         /* every state: part k at step s (0..T) is rows (k*(T+1) + s)*B .. +B */
-    float *pre, *rec, *ws;     /* [T*B x G*H], split_rec only [T*B x G*H], [T*B x ws_cols] */
+    loom_tensor *hist;         /* part 0 at positions 0..T, then parts 1.. at nb positions each */
+    float *pre, *rec, *ws;     /* plain: every step's; recompute: one segment's (pre: the blocks it touches) */
+    float *st;                 /* recompute: parts 1.. inside a segment, [S-1][K+1][B x H] */
+    int pre0, ws0;             /* the first step pre and ws/rec hold */
+    int seg;                   /* the segment whose activations pre/ws/st hold (-1: none) */
+    int head_ok, tail_ok;      /* pre's first block before, and last block after, that segment: as projected */
     const unsigned char *keep; /* [T*B] */
     loom_tensor *const *init;  /* [n_state] initial states */
+    const float **prev;        /* [n_state] a tile's state pointers */
+    float **next;
 } fused_acts;
 
-static float *hist_at(const fused_acts *a, int k, int s)
+static int block_steps(int B) { return B >= BLOCK_ROWS ? 1 : (BLOCK_ROWS + B - 1) / B; }
+
+/* Row of hist holding part k at position p (p a kept position). */
+static size_t hist_row(const fused_acts *a, int k, int p)
 {
-    return a->hist->data + ((size_t)k * (a->T + 1) + s) * a->B * a->c->hidden_size;
+    if (k == 0) return (size_t)p * a->B;
+    int slot = a->plain ? p : p == a->T ? a->nseg : p / a->K;
+    return ((size_t)(a->T + 1) + (size_t)(k - 1) * a->nb + slot) * a->B;
+}
+
+static int kept(const fused_acts *a, int k, int p) { return k == 0 || a->plain || p % a->K == 0 || p == a->T; }
+
+/* Part k of the state at position p (grad: its gradient); inside a segment, the scratch scr. */
+static float *state_at(const fused_acts *a, const float *hist, float *scr, int k, int p)
+{
+    size_t BH = (size_t)a->B * a->c->hidden_size;
+    if (kept(a, k, p)) return (float *)hist + hist_row(a, k, p) * a->c->hidden_size;
+    return scr + ((size_t)(k - 1) * (a->K + 1) + (size_t)(p - p / a->K * a->K)) * BH;
 }
 
 /* Points a tile at step s: pre/rec/ws rows and the state before and after it. */
 static void tile_at(const fused_acts *a, int s, loom_cell_tile *tl, const float **prev, float **next)
 {
-    size_t GH = (size_t)a->c->gates * a->c->hidden_size, row = (size_t)s * a->B;
-    tl->pre = a->pre + row * GH;
-    tl->rec = a->rec ? a->rec + row * GH : NULL;
-    tl->ws = a->ws ? a->ws + row * a->c->ws_cols : NULL;
+    size_t GH = (size_t)a->c->gates * a->c->hidden_size, B = (size_t)a->B;
+    tl->pre = a->pre + (size_t)(s - a->pre0) * B * GH;
+    tl->rec = a->rec ? a->rec + (size_t)(s - a->ws0) * B * GH : NULL;
+    tl->ws = a->ws ? a->ws + (size_t)(s - a->ws0) * B * a->c->ws_cols : NULL;
     for (int k = 0; k < a->c->n_state; k++) {
-        prev[k] = hist_at(a, k, s);
-        next[k] = hist_at(a, k, s + 1);
+        prev[k] = state_at(a, a->hist->data, a->st, k, s);
+        next[k] = state_at(a, a->hist->data, a->st, k, s + 1);
     }
 }
 
@@ -56,45 +94,89 @@ static int step_all_kept(const unsigned char *keep, int B)
     return 1;
 }
 
-static void fused_backward(loom_node *nd);
+static int seg_end(const fused_acts *a, int j) { return (j + 1) * a->K < a->T ? (j + 1) * a->K : a->T; }
 
-loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, int B, const unsigned char *keep,
-                             loom_tensor *const *init, loom_tensor **y, loom_tensor **last)
+/* Forward over segment j: the input projection of each block it touches (one GEMM
+ * each), then per step the recurrent GEMM and the kernel. */
+static void run_segment(fused_acts *a, int j)
 {
-    int H = c->hidden_size, GH = c->gates * H, In = c->input_size, S = c->n_state, N = T * B;
-    loom_arena *ar = loom_tape_arena(t);
-    fused_acts *a = loom_arena_alloc(ar, sizeof *a);
-    const float **prev = loom_arena_alloc(ar, (size_t)S * sizeof *prev);
-    float **next = loom_arena_alloc(ar, (size_t)S * sizeof *next);
-    if (!a || !prev || !next) return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory", c->name), LOOM_ENOMEM;
-    *a = (fused_acts){c, T, B, x, loom_tape_tensor(t, S * (T + 1) * B, H), NULL, NULL, NULL, keep, init};
-    a->pre = loom_arena_alloc(ar, (size_t)N * GH * sizeof(float));
-    a->rec = c->split_rec ? loom_arena_alloc(ar, (size_t)N * GH * sizeof(float)) : NULL;
-    a->ws = c->ws_cols ? loom_arena_alloc(ar, (size_t)N * c->ws_cols * sizeof(float)) : NULL;
-    if (!a->hist || !a->pre || (c->split_rec && !a->rec) || (c->ws_cols && !a->ws))
-        return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory for a window of %dx%d", c->name, T, B), LOOM_ENOMEM;
-    for (int k = 0; k < S; k++) memcpy(hist_at(a, k, 0), init[k]->data, (size_t)B * H * sizeof(float));
-
-    /* The input projection of the whole window: one GEMM. */
-    fill_rows(a->pre, c->w[2]->data, (size_t)N, GH);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, GH, In, 1.0f, x->data, In, c->w[0]->data, In, 1.0f, a->pre, GH);
+    loom_cell *c = a->c;
+    int B = a->B, H = c->hidden_size, GH = c->gates * H, In = c->input_size, S = c->n_state, C = a->C;
+    int sa = j * a->K, sb = seg_end(a, j), q0 = sa / C, q1 = (sb - 1) / C, moved = -1;
+    if (!a->plain) {
+        /* A block shared with the neighbour just run (forward: the one before; backward: the
+         * one after) keeps this segment's rows as projected: moved, not projected again. */
+        int fwd = a->seg == j - 1 && j > 0 && a->tail_ok && q0 == (sa - 1) / C;
+        int bwd = a->seg == j + 1 && a->head_ok && q1 == sb / C;
+        moved = fwd ? q0 : bwd ? q1 : -1;
+        a->head_ok = !fwd, a->tail_ok = !bwd; /* the rows a neighbour ran are spent */
+        if (moved >= 0) {
+            int n = (moved * C + C < a->T ? C : a->T - moved * C) * B;
+            memmove(a->pre + (size_t)(moved - q0) * C * B * GH, a->pre + (size_t)(moved * C - a->pre0) * B * GH,
+                    (size_t)n * GH * sizeof(float));
+        }
+        a->pre0 = q0 * C, a->ws0 = sa;
+    }
+    for (int q = q0; q <= q1; q++) {
+        if (q == moved) continue;
+        int r0 = q * C, n = (r0 + C < a->T ? C : a->T - r0) * B;
+        float *p = a->pre + (size_t)(r0 - a->pre0) * B * GH;
+        fill_rows(p, c->w[2]->data, (size_t)n, GH);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, In, 1.0f, a->x->data + (size_t)r0 * B * In, In,
+                    c->w[0]->data, In, 1.0f, p, GH);
+    }
+    const float **prev = a->prev;
+    float **next = a->next;
     loom_cell_tile tl = {.B = B, .H = H, .prev = prev, .next = next, .w = c->w};
-    for (int s = 0; s < T; s++) {
+    for (int s = sa; s < sb; s++) {
         tile_at(a, s, &tl, prev, next);
         /* The recurrent projection: one GEMM per step, into pre or, split, into rec. */
         float *rp = c->split_rec ? tl.rec : tl.pre;
         if (c->split_rec) fill_rows(rp, c->w[3]->data, (size_t)B, GH);
         else
             for (int r = 0; r < B; r++)
-                for (int j = 0; j < GH; j++) rp[(size_t)r * GH + j] += c->w[3]->data[j];
+                for (int i = 0; i < GH; i++) rp[(size_t)r * GH + i] += c->w[3]->data[i];
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, prev[0], H, c->w[1]->data, H, 1.0f, rp, GH);
         run_kernel(c->forward, c, &tl);
-        const unsigned char *ks = keep + (size_t)s * B;
+        const unsigned char *ks = a->keep + (size_t)s * B;
         if (!step_all_kept(ks, B)) /* ended sequences carry their state unchanged */
             for (int k = 0; k < S; k++)
                 for (int r = 0; r < B; r++)
                     if (!ks[r]) memcpy(next[k] + (size_t)r * H, prev[k] + (size_t)r * H, (size_t)H * sizeof(float));
     }
+    a->seg = j;
+}
+
+static void fused_backward(loom_node *nd);
+
+loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, int B, const unsigned char *keep,
+                             loom_tensor *const *init, int K, loom_tensor **y, loom_tensor **last)
+{
+    int H = c->hidden_size, GH = c->gates * H, S = c->n_state, N = T * B;
+    loom_arena *ar = loom_tape_arena(t);
+    fused_acts *a = loom_arena_alloc(ar, sizeof *a);
+    if (!a) return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory", c->name), LOOM_ENOMEM;
+    int plain = K <= 0 || K >= T;
+    *a = (fused_acts){.c = c, .T = T, .B = B, .K = plain ? T : K, .C = block_steps(B), .plain = plain, .x = x,
+                      .keep = keep, .init = init, .seg = -1};
+    a->nseg = (T + a->K - 1) / a->K;
+    a->nb = plain ? T + 1 : a->nseg + 1;
+    /* Steps the scratch holds: pre also the blocks a segment's ends fall in. */
+    size_t steps = plain ? (size_t)T : (size_t)a->K, psteps = plain ? (size_t)T : (size_t)a->K + 2 * (size_t)a->C;
+    if (psteps > (size_t)T) psteps = (size_t)T;
+    a->prev = loom_arena_alloc(ar, (size_t)S * sizeof *a->prev);
+    a->next = loom_arena_alloc(ar, (size_t)S * sizeof *a->next);
+    a->hist = loom_tape_tensor(t, (T + 1) * B + (S - 1) * a->nb * B, H);
+    a->pre = loom_arena_alloc(ar, psteps * B * GH * sizeof(float));
+    a->rec = c->split_rec ? loom_arena_alloc(ar, steps * B * GH * sizeof(float)) : NULL;
+    a->ws = c->ws_cols ? loom_arena_alloc(ar, steps * B * c->ws_cols * sizeof(float)) : NULL;
+    a->st = !plain && S > 1 ? loom_arena_alloc(ar, (size_t)(S - 1) * (a->K + 1) * B * H * sizeof(float)) : NULL;
+    if (!a->prev || !a->next || !a->hist || !a->pre || (c->split_rec && !a->rec) || (c->ws_cols && !a->ws) ||
+        (!plain && S > 1 && !a->st))
+        return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory for a window of %dx%d", c->name, T, B), LOOM_ENOMEM;
+    for (int k = 0; k < S; k++)
+        memcpy(a->hist->data + hist_row(a, k, 0) * H, init[k]->data, (size_t)B * H * sizeof(float));
+    for (int j = 0; j < a->nseg; j++) run_segment(a, j);
 
     int n_in = 1 + c->nw + S;
     loom_tensor **in = loom_arena_alloc(ar, (size_t)n_in * sizeof *in);
@@ -106,26 +188,51 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     if (nd) nd->ctx = a;
     *y = loom_tape_view_rows(t, a->hist, B, N);
     for (int k = 0; k < S && *y; k++)
-        if (!(last[k] = loom_tape_view_rows(t, a->hist, (k * (T + 1) + T) * B, B))) break;
+        if (!(last[k] = loom_tape_view_rows(t, a->hist, (int)hist_row(a, k, T), B))) break;
     return loom_tape_status(t);
 }
 
-/* Walks the window backwards: the kernel gives each step's pre-activation gradient,
- * the recurrent GEMM carries the state's gradient one step back, and the weight
- * gradients come at the end as one GEMM each over the window. */
+/* The GEMMs of block q once its pre-activation gradients are in dP (and dR):
+ * the input's gradient and the weight gradients, added in the block order. */
+static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *dP, const float *dR)
+{
+    loom_cell *c = a->c;
+    int B = a->B, H = c->hidden_size, GH = c->gates * H, In = c->input_size, r0 = q * a->C;
+    int n = (r0 + a->C < a->T ? a->C : a->T - r0) * B;
+    loom_tensor *x = a->x, *Wi = c->w[0], *Wh = c->w[1], *bi = c->w[2], *bh = c->w[3];
+    const float *xb = x->data + (size_t)r0 * B * In, *hb = a->hist->data + (size_t)r0 * B * H; /* h_r0 .. */
+    float *g;
+    if (x->requires_grad && (g = loom_tape_grad(t, x)))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, In, GH, 1.0f, dP, GH, Wi->data, In, 1.0f,
+                    g + (size_t)r0 * B * In, In);
+    if (Wi->requires_grad && (g = loom_tape_grad(t, Wi)))
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, In, n, 1.0f, dP, GH, xb, In, 1.0f, g, In);
+    if (Wh->requires_grad && (g = loom_tape_grad(t, Wh)))
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, n, 1.0f, dR, GH, hb, H, 1.0f, g, H);
+    if (bi->requires_grad && (g = loom_tape_grad(t, bi))) loom_kernel_add_colsum(g, dP, n, GH);
+    if (bh->requires_grad && (g = loom_tape_grad(t, bh))) loom_kernel_add_colsum(g, dR, n, GH);
+}
+
+/* Walks the window backwards, segment by segment (recomputing each but the one
+ * forward left in the scratch): the kernel gives each step's pre-activation
+ * gradient, the recurrent GEMM carries the state's gradient one step back, and
+ * each block's GEMMs run once its first step is reached. */
 static void fused_backward(loom_node *nd)
 {
     fused_acts *a = nd->ctx;
     loom_cell *c = a->c;
     loom_tape *t = nd->tape;
     loom_arena *ar = loom_tape_arena(t);
-    int T = a->T, B = a->B, H = c->hidden_size, GH = c->gates * H, In = c->input_size, S = c->n_state, N = T * B;
-    float *dP = loom_arena_alloc(ar, (size_t)N * GH * sizeof(float));
-    float *dR = c->split_rec ? loom_arena_alloc(ar, (size_t)N * GH * sizeof(float)) : dP;
-    const float **prev = loom_arena_alloc(ar, (size_t)S * sizeof *prev), **dnext = loom_arena_alloc(ar, (size_t)S * sizeof *dnext);
-    float **next = loom_arena_alloc(ar, (size_t)S * sizeof *next), **dprev = loom_arena_alloc(ar, (size_t)S * sizeof *dprev);
+    int B = a->B, H = c->hidden_size, GH = c->gates * H, S = c->n_state, C = a->C;
+    size_t blk = (size_t)C * B * GH, inner = (size_t)(S - 1) * (a->K + 1) * B * H;
+    float *dP = loom_arena_alloc(ar, blk * sizeof(float));
+    float *dR = c->split_rec ? loom_arena_alloc(ar, blk * sizeof(float)) : dP;
+    float *gst = !a->plain && S > 1 ? loom_arena_alloc(ar, inner * sizeof(float)) : NULL;
     float **dw = loom_arena_alloc(ar, (size_t)c->nw * sizeof *dw);
-    if (!dP || !dR || !prev || !dnext || !next || !dprev || !dw) {
+    const float **dnext = loom_arena_alloc(ar, (size_t)S * sizeof *dnext);
+    float **dprev = loom_arena_alloc(ar, (size_t)S * sizeof *dprev);
+    float *G = loom_tape_grad(t, a->hist); /* the gradient of every kept state */
+    if (!dP || !dR || (!a->plain && S > 1 && !gst) || !dw || !dnext || !dprev || !G) {
         loom_tape_fail(t, LOOM_ENOMEM, "%s layer backward: out of memory", c->name);
         return;
     }
@@ -139,50 +246,49 @@ static void fused_backward(loom_node *nd)
         }
         memset(dw[i], 0, n);
     }
-    float *G = a->hist->grad; /* the gradient of every state, filled in going back */
-    size_t part = (size_t)(T + 1) * B * H;
+    const float **prev = a->prev;
+    float **next = a->next;
     loom_cell_tile tl = {.B = B, .H = H, .prev = prev, .next = next, .w = c->w, .dnext = dnext, .dprev = dprev, .dw = dw};
-    for (int s = T - 1; s >= 0; s--) {
-        tile_at(a, s, &tl, prev, next);
-        for (int k = 0; k < S; k++) {
-            dnext[k] = G + k * part + (size_t)(s + 1) * B * H;
-            dprev[k] = G + k * part + (size_t)s * B * H;
-        }
-        tl.dpre = dP + (size_t)s * B * GH;
-        tl.drec = c->split_rec ? dR + (size_t)s * B * GH : NULL;
-        const unsigned char *ks = a->keep + (size_t)s * B;
-        int all = step_all_kept(ks, B);
-        if (!all) /* an ended sequence's state gradient passes straight back; the kernel sees none */
-            for (int k = 0; k < S; k++)
+    for (int j = a->nseg - 1; j >= 0; j--) {
+        if (a->seg != j) run_segment(a, j);
+        if (gst) memset(gst, 0, inner * sizeof(float)); /* inner states' gradients start at zero, as kept ones do */
+        for (int s = seg_end(a, j) - 1; s >= j * a->K; s--) {
+            tile_at(a, s, &tl, prev, next);
+            for (int k = 0; k < S; k++) {
+                dnext[k] = state_at(a, G, gst, k, s + 1);
+                dprev[k] = state_at(a, G, gst, k, s);
+            }
+            tl.dpre = dP + (size_t)(s % C) * B * GH;
+            tl.drec = c->split_rec ? dR + (size_t)(s % C) * B * GH : NULL;
+            const unsigned char *ks = a->keep + (size_t)s * B;
+            int all = step_all_kept(ks, B);
+            if (!all) /* an ended sequence's state gradient passes straight back; the kernel sees none */
+                for (int k = 0; k < S; k++)
+                    for (int r = 0; r < B; r++)
+                        if (!ks[r]) {
+                            float *dn = (float *)dnext[k] + (size_t)r * H, *dp = dprev[k] + (size_t)r * H;
+                            for (int i = 0; i < H; i++) dp[i] += dn[i], dn[i] = 0.0f;
+                        }
+            run_kernel(c->backward, c, &tl);
+            if (!all)
                 for (int r = 0; r < B; r++)
                     if (!ks[r]) {
-                        float *dn = (float *)dnext[k] + (size_t)r * H, *dp = dprev[k] + (size_t)r * H;
-                        for (int j = 0; j < H; j++) dp[j] += dn[j], dn[j] = 0.0f;
+                        memset(tl.dpre + (size_t)r * GH, 0, (size_t)GH * sizeof(float));
+                        if (tl.drec) memset(tl.drec + (size_t)r * GH, 0, (size_t)GH * sizeof(float));
                     }
-        run_kernel(c->backward, c, &tl);
-        if (!all)
-            for (int r = 0; r < B; r++)
-                if (!ks[r]) {
-                    memset(tl.dpre + (size_t)r * GH, 0, (size_t)GH * sizeof(float));
-                    if (tl.drec) memset(tl.drec + (size_t)r * GH, 0, (size_t)GH * sizeof(float));
-                }
-        /* dh_prev += dR_s W_hh: the state's gradient through the recurrent projection. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0f, dR + (size_t)s * B * GH, GH, c->w[1]->data,
-                    H, 1.0f, dprev[0], H);
+            /* dh_prev += dR_s W_hh: the state's gradient through the recurrent projection. */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0f, c->split_rec ? tl.drec : tl.dpre, GH,
+                        c->w[1]->data, H, 1.0f, dprev[0], H);
+            if (s % C == 0) flush_block(t, a, s / C, dP, dR);
+            loom_tape_poll(t); /* lets work overlapped with backward (an all-reduce) progress */
+        }
     }
-    loom_tensor *x = a->x, *Wi = c->w[0], *Wh = c->w[1], *bi = c->w[2], *bh = c->w[3];
     float *g;
-    if (x->requires_grad && (g = loom_tape_grad(t, x)))
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, In, GH, 1.0f, dP, GH, Wi->data, In, 1.0f, g, In);
-    if (Wi->requires_grad && (g = loom_tape_grad(t, Wi)))
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, In, N, 1.0f, dP, GH, x->data, In, 1.0f, g, In);
-    if (Wh->requires_grad && (g = loom_tape_grad(t, Wh))) /* h_0 .. h_{T-1} are part 0's first T*B rows */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, N, 1.0f, dR, GH, a->hist->data, H, 1.0f, g, H);
-    if (bi->requires_grad && (g = loom_tape_grad(t, bi))) loom_kernel_add_colsum(g, dP, N, GH);
-    if (bh->requires_grad && (g = loom_tape_grad(t, bh))) loom_kernel_add_colsum(g, dR, N, GH);
     for (int i = 4; i < c->nw; i++)
         if (dw[i] && (g = loom_tape_grad(t, c->w[i]))) loom_kernel_add_colsum(g, dw[i], B, c->w[i]->cols);
     for (int k = 0; k < S; k++)
-        if (a->init[k]->requires_grad && (g = loom_tape_grad(t, a->init[k])))
-            for (size_t i = 0; i < (size_t)B * H; i++) g[i] += G[k * part + i];
+        if (a->init[k]->requires_grad && (g = loom_tape_grad(t, a->init[k]))) {
+            const float *g0 = G + hist_row(a, k, 0) * H;
+            for (size_t i = 0; i < (size_t)B * H; i++) g[i] += g0[i];
+        }
 }

@@ -9,13 +9,21 @@
 
 /* Runs a fused cell over a window, recorded as one tape node: x [T*B x I],
  * keep [T*B] (0 where a sequence has ended), init[n_state] [B x H]. Gives the
- * output y [T*B x H] and the final states last[n_state] [B x H]. */
+ * output y [T*B x H] and the final states last[n_state] [B x H]. K > 0 (and < T):
+ * keep the inner activations of one segment of K steps only, recompute in backward. */
 loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, int B, const unsigned char *keep,
-                             loom_tensor *const *init, loom_tensor **y, loom_tensor **last);
+                             loom_tensor *const *init, int K, loom_tensor **y, loom_tensor **last);
 
 /* The same for any cell, from its step: unrolled on the tape one step at a time. */
 loom_status loom_layer_unrolled(loom_tape *t, loom_cell *c, loom_tensor *x, int T, int B, const unsigned char *keep,
                                 loom_tensor *const *init, loom_tensor **y, loom_tensor **last);
+
+/* The unrolled layer in segments of K steps (layers/recompute.c): each segment runs on the
+ * scratch tape, without recording in forward and again with it in backward; the tape t
+ * gets one node for the window. Same results, bit for bit, as loom_layer_unrolled. */
+loom_status loom_layer_recompute(loom_tape *t, loom_tape *scratch, loom_cell *c, loom_tensor *x, int T, int B,
+                                 const unsigned char *keep, loom_tensor *const *init, int K, loom_tensor **y,
+                                 loom_tensor **last);
 
 /* Checks a declared cell's parameters against what its fused form needs. */
 loom_status loom_cell_check_fused(const loom_cell *c, int layer);

@@ -31,9 +31,9 @@ extern "C" {
  * - fused (optional): the cell's pre-activations are P = x W_ih^T + b_ih +
  *   h W_hh^T + b_hh, G gates of H units wide ([B x G*H]), and a pointwise
  *   kernel turns P and the previous state into the next state. The layer then
- *   does the rest: the input projection of the whole window as one GEMM, one
- *   recurrent GEMM per step, the weight gradients as one GEMM each over the
- *   window, and the step loop, recorded as one tape node per layer. */
+ *   does the rest: the input projection as one GEMM per block of steps, one
+ *   recurrent GEMM per step, the weight gradients as one GEMM each per block,
+ *   and the step loop, recorded as one tape node per layer. */
 
 typedef struct loom_cell loom_cell;
 
@@ -154,6 +154,8 @@ typedef struct loom_seq {
                                   * (0: not sharded), so dropout masks follow the global row */
     int bidirectional;   /* read-only: 1 after loom_seq_set_bidirectional(s, 1) */
     loom_cell *rcells;   /* bidirectional: [layers] the reverse direction's cells, owned; else NULL */
+    int recompute;       /* read-only: K of loom_seq_set_recompute (0: off) */
+    loom_tape *scratch;  /* read-only, owned: where unfused layers recompute (NULL until one does) */
 } loom_seq;
 
 /* What a forward pass gives back. Tensors live on the tape until its reset. D is 2
@@ -186,6 +188,16 @@ void loom_seq_free(loom_seq *s);
  * declared per layer in PyTorch's order: "<prefix>.weight_ih_l0", ..., then
  * "<prefix>.weight_ih_l0_reverse", ... (a user cell's own names also get "_reverse"). */
 loom_status loom_seq_set_bidirectional(loom_seq *s, int on);
+/* Gradient checkpointing for long sequences: with K > 0 each layer (and direction) keeps
+ * its output h at every step and its whole state only every K steps; the gates, cell states
+ * and workspace of the steps between are recomputed in backward, one segment of K steps at
+ * a time. A layer's memory for them falls from O(T) to O(T/K + K): K = sqrt(T) is the usual
+ * choice, at the cost of about one more forward pass. Outputs and gradients are the same,
+ * bit for bit, as without (dropout masks are drawn once, between layers). Works for every
+ * cell, fused or not (unfused ones recompute on the stack's scratch tape, so one forward and
+ * backward at a time per stack); a cell's step must not draw random numbers. K = 0 turns it
+ * off; K >= T is the plain path. May be called at any time; applies from the next forward. */
+loom_status loom_seq_set_recompute(loom_seq *s, int K);
 /* Marks the batch as rows [row0, row0 + rows) of a global batch split over processes:
  * dropout masks are then drawn per global row, the same for any split. */
 void loom_seq_set_shard(loom_seq *s, int row0, int global_batch);

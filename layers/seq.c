@@ -126,11 +126,23 @@ void loom_seq_apply_init(loom_seq *s)
 void loom_seq_free(loom_seq *s)
 {
     if (!s) return;
+    loom_tape_free(s->scratch);
+    s->scratch = NULL;
     free_cells(s->cells, s->layers);
     free_cells(s->rcells, s->layers);
     s->cells = s->rcells = NULL;
     s->layers = 0;
     s->bidirectional = 0;
+}
+
+loom_status loom_seq_set_recompute(loom_seq *s, int K)
+{
+    if (!s) return LOOM_NULL_ARG("seq_set_recompute", "stack");
+    if (!s->cells) return loom_error_set(LOOM_ESTATE, "seq_set_recompute: the stack is not initialised (loom_seq_init)");
+    if (K < 0)
+        return loom_error_set(LOOM_EARG, "seq_set_recompute: K = %d steps per segment is negative (0 turns recomputation off)", K);
+    s->recompute = K;
+    return LOOM_OK;
 }
 
 void loom_seq_set_shard(loom_seq *s, int row0, int global_batch)
@@ -156,11 +168,15 @@ void loom_seq_length_weights(const int *lengths, int T, int B, float *w)
 }
 
 /* One direction of one layer over the window, fused where the cell has the form. */
-static loom_status run_layer(const loom_seq *s, loom_cell *c, loom_tape *t, loom_tensor *in, int T, int B,
+static loom_status run_layer(loom_seq *s, loom_cell *c, loom_tape *t, loom_tensor *in, int T, int B,
                              const unsigned char *keep, loom_tensor *const *init, loom_tensor **y, loom_tensor **last)
 {
-    return s->fused && c->forward ? loom_layer_fused(t, c, in, T, B, keep, init, y, last)
-                                  : loom_layer_unrolled(t, c, in, T, B, keep, init, y, last);
+    int K = s->recompute;
+    if (s->fused && c->forward) return loom_layer_fused(t, c, in, T, B, keep, init, K, y, last);
+    if (K <= 0 || K >= T) return loom_layer_unrolled(t, c, in, T, B, keep, init, y, last);
+    if (!s->scratch && !(s->scratch = loom_tape_new(1u << 20))) /* once: it keeps its memory between steps */
+        return loom_tape_fail(t, LOOM_ENOMEM, "seq: out of memory for the recompute tape"), LOOM_ENOMEM;
+    return loom_layer_recompute(t, s->scratch, c, in, T, B, keep, init, K, y, last);
 }
 
 static loom_status forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths, int train,

@@ -3,7 +3,7 @@
 set -euo pipefail
 mode=${1:-run}
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
-      libcriterion-dev libopenblas-openmp-dev fortunes
+      libcriterion-dev libopenblas-openmp-dev fortunes festlex-cmu
       wamerican wngerman wfrench wspanish witalian wdutch wportuguese wswedish)
 if [ "$mode" = test ]; then
   pkgs+=(python3-torch python3-h5py python3-numpy libopenblas0-pthread)

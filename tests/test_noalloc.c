@@ -150,6 +150,61 @@ Test(memory, steady_state_lstm_adam_step_allocates_nothing)
     loom_params_free(ps);
 }
 
+/* Recomputation (loom_seq_set_recompute): a fused LSTM stack and an unfused one, which
+ * recomputes on the stack's scratch tape; once warm, neither allocates. */
+static void recompute_steps_allocate_nothing(int fused)
+{
+    enum { I = 6, H = 16, T = 30, B = 3 };
+    loom_cell cells[2];
+    loom_lstm_init(&cells[0], I, H, 1.0f);
+    loom_lstm_init(&cells[1], H, H, 1.0f);
+    loom_seq seq;
+    loom_params *ps = loom_params_new();
+    loom_rng rng = loom_rng_init(4);
+    cr_assert_eq(loom_seq_init(&seq, cells, 2, 0.2f), LOOM_OK);
+    seq.fused = fused;
+    cr_assert_eq(loom_seq_set_bidirectional(&seq, 1), LOOM_OK);
+    cr_assert_eq(loom_seq_set_recompute(&seq, 5), LOOM_OK);
+    cr_assert_eq(loom_seq_declare(&seq, ps, "lstm"), LOOM_OK);
+    cr_assert_eq(loom_params_alloc(ps, &rng), LOOM_OK);
+    loom_state *carry = loom_state_new(&seq, B);
+    cr_assert_not_null(carry);
+    int lengths[B] = {T, 17, 4};
+    float xs[T * B * I];
+    loom_rng_fill_uniform(&rng, xs, T * B * I, -1, 1);
+    loom_tape *t = loom_tape_new(1024);
+    for (int s = 0; s < 8; s++) {
+        if (s == 3) {
+            atomic_store(&mallocs, 0);
+            atomic_store(&counting, 1);
+        }
+        loom_tape_reset(t);
+        loom_params_zero_grad(ps);
+        loom_seq_out o;
+        loom_tensor *x = loom_tape_from(t, T * B, I, xs);
+        cr_assert_eq(loom_seq_forward(&seq, t, x, T, B, lengths, 1, carry, &rng, &o), LOOM_OK, "%s", loom_error_message());
+        cr_assert_eq(loom_tape_backward(t, loom_op_mean(t, loom_op_mul(t, o.y, o.y))), LOOM_OK, "%s", loom_error_message());
+        float *p = loom_params_data(ps), *g = loom_params_grad(ps);
+        for (size_t i = 0; i < loom_params_size(ps); i++) p[i] -= 0.1f * g[i];
+        cr_assert_eq(loom_state_store(carry, &o), LOOM_OK);
+    }
+    atomic_store(&counting, 0);
+    cr_expect_eq(atomic_load(&mallocs), 0, "%ld heap allocations in 5 steady-state %s recompute steps", atomic_load(&mallocs),
+                 fused ? "fused" : "unfused");
+    cr_expect_eq(!!seq.scratch, !fused, "only the unfused stack has a scratch tape");
+    loom_tape_free(t);
+    loom_state_free(carry);
+    loom_seq_free(&seq);
+    loom_params_free(ps);
+}
+
+Test(memory, steady_state_recompute_step_allocates_nothing)
+{
+    install();
+    recompute_steps_allocate_nothing(1);
+    recompute_steps_allocate_nothing(0);
+}
+
 #include "loom_dist.h"
 
 typedef struct lm_task {

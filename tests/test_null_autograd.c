@@ -219,6 +219,12 @@ IN(tape, tape_set_nograd,       tape, 0,  loom_tape_set_nograd(NULL, 1))
 IN(tape, tape_nograd,           tape, 0,  loom_tape_nograd(NULL))
 ST(tape, tape_backward,         tape,     loom_tape_backward(NULL, F.a))
 ST(tape, tape_backward,         loss,     loom_tape_backward(F.t, NULL))
+ST(tape, tape_backward_seeded,  tape,     loom_tape_backward_seeded(NULL, &F.a, (const float *const[]){F.a->data}, 1))
+ST(tape, tape_backward_seeded,  outs,     loom_tape_backward_seeded(F.t, NULL, (const float *const[]){F.a->data}, 1))
+ST(tape, tape_backward_seeded,  grads,    loom_tape_backward_seeded(F.t, &F.a, NULL, 1))
+VD(tape, tape_set_hook,         tape,     loom_tape_set_hook(NULL, NULL, NULL))
+VD(tape, tape_poll,             tape,     loom_tape_poll(NULL))
+PT(tape, tape_node,             tape,     loom_tape_node(NULL, 0))
 PT(tape, tape_arena,            tape,     loom_tape_arena(NULL))
 PT(tape, tape_tensor,           tape,     loom_tape_tensor(NULL, 2, 2))
 PT(tape, tape_zeros,            tape,     loom_tape_zeros(NULL, 2, 2))
@@ -280,6 +286,9 @@ OT(op_dropout,                  "dropout",   loom_op_dropout(NULL, F.a, 0.5f, &F
 OT(op_dropout_shard,            "dropout",   loom_op_dropout_shard(NULL, F.a, 0.5f, &F.rng, 2, 4, 0))
 OT(op_detach,                   "detach",    loom_op_detach(NULL, F.a))
 OT(op_select_rows,              "select_rows", loom_op_select_rows(NULL, F.keep, F.a, F.b))
+OT(op_bmm,                      "bmm",       loom_op_bmm(NULL, F.a, F.b, 2, 0, 1))
+OT(op_masked_softmax,           "masked_softmax", loom_op_masked_softmax(NULL, F.a, NULL))
+OT(op_transpose_blocks,         "transpose_blocks", loom_op_transpose_blocks(NULL, F.a, 2))
 
 /* ---------------------------------------------------------------- ops given a NULL argument */
 
@@ -318,6 +327,10 @@ TF(ops, op_detach,          a,        "detach",    "input 0",  loom_op_detach(F.
 TF(ops, op_select_rows,     keep,     "select_rows", "keep",   loom_op_select_rows(F.t, NULL, F.a, F.b))
 TF(ops, op_select_rows,     a,        "select_rows", "input 0", loom_op_select_rows(F.t, F.keep, NULL, F.b))
 TF(ops, op_select_rows,     b,        "select_rows", "input 1", loom_op_select_rows(F.t, F.keep, F.a, NULL))
+TF(ops, op_bmm,             a,        "bmm",       "input 0",  loom_op_bmm(F.t, NULL, F.b, 2, 0, 1))
+TF(ops, op_bmm,             b,        "bmm",       "input 1",  loom_op_bmm(F.t, F.a, NULL, 2, 0, 1))
+TF(ops, op_masked_softmax,  a,        "masked_softmax", "input 0", loom_op_masked_softmax(F.t, NULL, NULL))
+TF(ops, op_transpose_blocks, a,       "transpose_blocks", "input 0", loom_op_transpose_blocks(F.t, NULL, 2))
 
 /* Misuse, and optional pointers staying optional. */
 IS(ops, concat_no_parts,            "concat: n is 0",
@@ -330,6 +343,7 @@ IS(ops, dropout_zero_needs_no_rng,  "",
    loom_op_dropout(F.t, F.a, 0.0f, NULL) == F.a && loom_tape_status(F.t) == LOOM_OK)
 IS(ops, softmax_ce_weight_optional, "", loom_op_softmax_ce(F.t, F.a, F.target, NULL) != NULL)
 IS(ops, mse_weight_optional,        "", loom_op_mse(F.t, F.a, F.b, NULL) != NULL)
+IS(ops, masked_softmax_mask_optional, "", loom_op_masked_softmax(F.t, F.a, NULL) != NULL)
 
 /* ---------------------------------------------------------------- gradcheck */
 
