@@ -235,7 +235,7 @@ loom_status s2s_greedy(s2s_model *m, loom_tape *t, const s2s_batch *b, int maxle
                 out[i].ended = best == END;
                 if (out[i].ended) sum[i] += lp[best];
                 int n = out[i].len + out[i].ended;
-                out[i].score = (float)(sum[i] / (n > 0 ? n : 1));
+                out[i].score = (float)(sum[i] / pow(n > 0 ? n : 1, m->len_norm));
                 done[i] = 1;
                 left--;
             } else {
@@ -274,10 +274,10 @@ static int top_candidates(const double *score, const double *lp, const unsigned 
 }
 
 /* Adds a finished hypothesis to word w's list (room for K), keeping it sorted by score. */
-static void add_final(s2s_hyp *fin, int *nfin, int K, const int *ph, int len, int ended, double sum)
+static void add_final(s2s_hyp *fin, int *nfin, int K, const int *ph, int len, int ended, double sum, float alpha)
 {
     int n = len + ended;
-    float sc = (float)(sum / (n > 0 ? n : 1));
+    float sc = (float)(sum / pow(n > 0 ? n : 1, alpha));
     if (*nfin == K && fin[K - 1].score >= sc) return;
     int j = *nfin < K ? (*nfin)++ : K - 1;
     while (j > 0 && fin[j - 1].score < sc) fin[j] = fin[j - 1], j--;
@@ -326,7 +326,7 @@ loom_status s2s_beam(s2s_model *m, loom_tape *t, const s2s_batch *b, int K, int 
                 unsigned long long cut = 0; /* at the length limit: the beams already cut (bit k) */
                 for (int c = 0; c < n && nb < K && nfin[w] < K; c++) {
                     int r = r0 + cr[c];
-                    if (cv[c] == END) add_final(out + r0, &nfin[w], K, hist + (size_t)r * H1, len[r], 1, cs[c]);
+                    if (cv[c] == END) add_final(out + r0, &nfin[w], K, hist + (size_t)r * H1, len[r], 1, cs[c], m->len_norm);
                     else if (s < cap) { /* a new beam, from row r */
                         int q = r0 + nb++;
                         par[q] = r, tok[q] = cv[c], nscore[q] = cs[c];
@@ -334,7 +334,7 @@ loom_status s2s_beam(s2s_model *m, loom_tape *t, const s2s_batch *b, int K, int 
                         nhist[(size_t)q * H1 + len[r]] = cv[c];
                     } else { /* no room for it: its beam ends here, cut, as greedy decoding's does */
                         nb++;
-                        if (!(cut >> cr[c] & 1ull)) add_final(out + r0, &nfin[w], K, hist + (size_t)r * H1, len[r], 0, score[r]);
+                        if (!(cut >> cr[c] & 1ull)) add_final(out + r0, &nfin[w], K, hist + (size_t)r * H1, len[r], 0, score[r], m->len_norm);
                         cut |= 1ull << cr[c];
                     }
                 }

@@ -22,6 +22,7 @@ typedef struct s2s_model {
     loom_tensor *letter_emb, *phone_emb, *attn_w, *comb_w, *comb_b, *out_w, *out_b;
     loom_seq enc, dec;
     int row0, global_batch; /* training: this rank's rows of the global batch, for dropout masks */
+    float len_norm;         /* decoding: hypotheses scored log-probability / length^len_norm (1: the mean) */
 } s2s_model;
 
 /* A batch of words, padded, time-major (row t * B + b). Buffers sized at s2s_batch_new. */
@@ -33,8 +34,8 @@ typedef struct s2s_batch {
     float *w;             /* [Ty*B] 1 for real targets, 0 for padding */
 } s2s_batch;
 
-/* A decoded phone sequence and its score (mean log-probability per output symbol,
- * the end token included: the length normalisation). */
+/* A decoded phone sequence and its score: log-probability / n^len_norm over its n output
+ * symbols, the end token included (len_norm 1: the mean, the length normalisation). */
 typedef struct s2s_hyp {
     int len, ended; /* ended 0: cut at the length limit */
     float score;

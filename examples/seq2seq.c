@@ -175,6 +175,8 @@ static void evaluate(void *ctx, loom_tape *t, long step)
         if (!error_rates(s, t, 2, s->test_limit, 0, &per, &wer, &n, &cut))
             printf("test PER %.2f%% WER %.2f%% (greedy, %ld words, %ld cut at the length limit)\n", per, wer, n, cut);
         fflush(stdout);
+        if (!error_rates(s, t, 1, 0, s->beam, &per, &wer, &n, &cut))
+            printf("dev PER %.2f%% WER %.2f%% (beam %d, %ld words, %ld cut at the length limit)\n", per, wer, s->beam, n, cut);
         if (!error_rates(s, t, 2, s->test_limit, s->beam, &per, &wer, &n, &cut))
             printf("test PER %.2f%% WER %.2f%% (beam %d, %ld words, %ld cut at the length limit)\n", per, wer, s->beam, n, cut);
     }
@@ -419,7 +421,7 @@ static int run(loom_dist *d, int argc, char **argv)
     loom_app_flags f = {.data = DEFAULT_DICT, .steps = 6000, .batch = 64, .seq = 1, .hidden = 256, .layers = 1,
                         .embed = 64, .cell = "lstm", .optim = "adam", .sched = "constant", .lr = 2e-3f, .clip = 5.0f,
                         .seed = 1, .log_every = 50, .eval_every = 1000, .keep = 1};
-    s2s s = {.f = &f, .beam = 5, .bidir = 1, .split_seed = 1};
+    s2s s = {.f = &f, .beam = 5, .bidir = 1, .split_seed = 1, .m.len_norm = 1.0f};
     loom_flag extra[] = {{"embed", LOOM_FLAG_INT, &f.embed, "letter and phone embedding size"},
                          {"bidir", LOOM_FLAG_INT, &s.bidir, "1: bidirectional encoder (each direction --hidden / 2)"},
                          {"beam", LOOM_FLAG_INT, &s.beam, "beam width for the test and --predict (1: greedy)"},
@@ -428,6 +430,7 @@ static int run(loom_dist *d, int argc, char **argv)
                          {"syllables", LOOM_FLAG_INT, &s.syllables, "1: a '.' phone between Festival's syllables"},
                          {"split-seed", LOOM_FLAG_U64, &s.split_seed, "seed of the train/dev/test split by word"},
                          {"test-limit", LOOM_FLAG_LONG, &s.test_limit, "score at most this many test words (0: all)"},
+                         {"len-norm", LOOM_FLAG_FLOAT, &s.m.len_norm, "beam hypotheses ranked by log-probability / length^this"},
                          {NULL, 0, NULL, NULL}};
     int rc = loom_app_parse(&f, argc, argv, ABOUT, extra);
     if (rc) return rc == 1 ? 0 : rc;
@@ -437,6 +440,7 @@ static int run(loom_dist *d, int argc, char **argv)
     else if (f.embed < 1) bad = "--embed must be positive";
     else if ((s.bidir | s.stress | s.syllables) & ~1) bad = "--bidir, --stress and --syllables are 0 or 1";
     else if (s.test_limit < 0) bad = "--test-limit must be >= 0 (0: every test word)";
+    else if (!(s.m.len_norm >= 0 && s.m.len_norm <= 4)) bad = "--len-norm must be 0 to 4 (0: none, 1: the mean per phone)";
     else if (s.predict && !f.resume) bad = "--predict needs --resume PATH (the model to ask)";
     if (bad) return loom_app_fail_all(PROG, "%s", bad), 2;
     if (f.threads > 0) loom_threads_set(f.threads);

@@ -43,13 +43,15 @@ add_test(NAME error_seq2seq_empty_dict COMMAND ${EXPECT} 1 "g2p_empty.dict: no e
   $<TARGET_FILE:seq2seq> --data ${CMAKE_CURRENT_BINARY_DIR}/g2p_empty.dict --steps 1)
 add_test(NAME error_seq2seq_bad_beam COMMAND ${EXPECT} 2 "--beam must be 1 to 64"
   $<TARGET_FILE:seq2seq> ${G2P_TINY} --beam 0)
+add_test(NAME error_seq2seq_bad_len_norm COMMAND ${EXPECT} 2 "--len-norm must be 0 to 4"
+  $<TARGET_FILE:seq2seq> ${G2P_TINY} --len-norm -1)
 add_test(NAME error_seq2seq_odd_hidden COMMAND ${EXPECT} 2 "--hidden 7: a bidirectional encoder needs it even"
   $<TARGET_FILE:seq2seq> ${G2P_TINY} --hidden 7)
 add_test(NAME error_seq2seq_predict_without_resume COMMAND ${EXPECT} 2 "--predict needs --resume"
   $<TARGET_FILE:seq2seq> --predict hello)
 set_tests_properties(test_attention_ops test_g2p example_seq2seq resume_seq2seq resume_seq2seq_gru
   seq2seq_predict_from_checkpoint error_seq2seq_predict_letter error_seq2seq_predict_no_words error_seq2seq_missing_dict
-  error_seq2seq_empty_dict error_seq2seq_bad_beam error_seq2seq_odd_hidden error_seq2seq_predict_without_resume
+  error_seq2seq_empty_dict error_seq2seq_bad_beam error_seq2seq_bad_len_norm error_seq2seq_odd_hidden error_seq2seq_predict_without_resume
   PROPERTIES TIMEOUT 120)
 # The real dictionary (festlex-cmu), read, split and scored by the baseline, and two steps.
 if(EXISTS /usr/share/festival/dicts/cmu/cmudict-0.4.out)

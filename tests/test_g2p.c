@@ -192,7 +192,7 @@ static void small_model(s2s_model *m, int bidir, int layers, const char *cell)
 {
     memset(m, 0, sizeof *m);
     m->nletters = 3, m->nphones = 3, m->embed = 3, m->hidden = 4, m->layers = layers, m->bidir = bidir;
-    m->global_batch = 3;
+    m->global_batch = 3, m->len_norm = 1.0f;
     cr_assert_eq(s2s_declare(m, cell, 0.0f), LOOM_OK, "%s", loom_error_message());
     loom_rng r = loom_rng_init(3);
     cr_assert_eq(loom_params_alloc(m->ps, &r), LOOM_OK, "%s", loom_error_message());
