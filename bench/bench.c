@@ -149,9 +149,11 @@ static int run(loom_dist *d, const config *c, int steps)
     for (int p = 0; p < LOOM_PHASES; p++) ph[p] = median(times + (size_t)(p + 1) * steps, steps);
     if (d->rank == 0) {
         double gf = step_flops(c) / med * 1e-9;
-        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %5.0f%% %8.1f %8.1f %8.2f %8.2f %8.1f %6.2f%% %10.1f\n",
+        char pct[16] = "-"; /* no peak measured (under mpirun, or --peak 0) */
+        if (peak_gflops > 0) snprintf(pct, sizeof pct, "%.0f%%", 100 * gf / peak_gflops);
+        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %6s %8.1f %8.1f %8.2f %8.2f %8.1f %6.2f%% %10.1f\n",
                c->name, c->input, H, B, T, d->size, loom_threads_get(), med * 1e3, T * B / med, gf,
-               peak_gflops > 0 ? 100 * gf / peak_gflops : NAN,
+               pct,
                ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3, ph[4] * 1e3, 100 * ph[3] / med,
                loom_arena_capacity(loom_tape_arena(tr.tape)) / 1048576.0);
         if (d->size > 1 && overlap) printf("       (%d all-reduce buckets started while backward had nodes left)\n", tr.overlapped);
