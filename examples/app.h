@@ -157,6 +157,12 @@ void loom_app_adding_batch(loom_rng *rng, int T, int B, int row0, int rows, floa
  * B = min(batch, pairs / T) parallel streams of len = pairs / B ids, in windows of T with the
  * state carried (no-grad, a state of its own). logits gives [T*B x V] for the window idx,
  * carrying st. Returns the mean -ln p per token, NAN on an error (message set). */
+/* The next window of truncated BPTT over parallel streams of a token array: stream g
+ * (rows row0.. of this rank) reads ids from g * stream_len + *cursor, T steps, into idx and
+ * the next tokens into tgt ([T*B], time-major); *cursor advances by T. When a window would
+ * run past a stream's end the streams start afresh from 0 and it returns 1 (the caller
+ * zeroes its carried state and counts an epoch); else 0. */
+int loom_app_stream_window(const int *ids, long stream_len, long *cursor, int T, int B, int row0, int *idx, int *tgt);
 typedef loom_tensor *(*loom_app_logits_fn)(void *ctx, loom_tape *t, const int *idx, int T, int B, loom_state *st);
 void loom_app_heldout_layout(long pairs, int T, int batch, int *B, long *len);
 double loom_app_heldout_nll(loom_tape *t, const loom_seq *seq, const int *ids, long pairs, int T, int batch,

@@ -160,3 +160,17 @@ double loom_app_heldout_nll(loom_tape *t, const loom_seq *seq, const int *ids, l
     free(tgt);
     return count == (long)B * len ? total / (double)count : NAN;
 }
+
+int loom_app_stream_window(const int *ids, long stream_len, long *cursor, int T, int B, int row0, int *idx, int *tgt)
+{
+    int wrapped = *cursor + T + 1 > stream_len;
+    if (wrapped) *cursor = 0;
+    for (int s = 0; s < T; s++)
+        for (int b = 0; b < B; b++) {
+            long p = (long)(row0 + b) * stream_len + *cursor + s;
+            idx[s * B + b] = ids[p];
+            tgt[s * B + b] = ids[p + 1];
+        }
+    *cursor += T;
+    return wrapped;
+}

@@ -57,18 +57,10 @@ static loom_tensor *train_forward(void *ctx, loom_tape *t, loom_batch *bt)
 {
     charlm *m = ctx;
     int T = m->f->seq, B = bt->rows;
-    if (m->cursor + T + 1 > m->stream_len) { /* wrapped around the text: start the streams afresh */
-        m->cursor = 0;
-        m->tr->epoch++;
+    if (loom_app_stream_window(m->train, m->stream_len, &m->cursor, T, B, bt->row0, m->idx, m->tgt)) {
+        m->tr->epoch++; /* wrapped around the text: the streams start afresh */
         loom_state_zero(m->carry);
     }
-    for (int s = 0; s < T; s++)
-        for (int b = 0; b < B; b++) {
-            long p = (long)(bt->row0 + b) * m->stream_len + m->cursor + s;
-            m->idx[s * B + b] = m->train[p];
-            m->tgt[s * B + b] = m->train[p + 1];
-        }
-    m->cursor += T;
     bt->count = (double)T * B;
     bt->tokens = (long)T * B;
     return loom_op_softmax_ce(t, logits_of(m, t, m->idx, T, B, 1, m->carry, &m->out), m->tgt, NULL);
