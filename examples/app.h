@@ -111,6 +111,11 @@ loom_status loom_app_config_write(loom_ckpt *c, const loom_app_flags *f);
  * (/rng/data, /rng/dropout; a file without the latter leaves it as it is). */
 loom_status loom_app_state_write(loom_ckpt *c, const loom_app_flags *f, const loom_rng *data, const loom_rng *dropout);
 loom_status loom_app_state_read(loom_ckpt *c, loom_rng *data, loom_rng *dropout);
+/* The state of a language model over parallel text streams (char_lm, word_lm): the dropout and
+ * sampling generators and the streams' position (/rng/dropout, /rng/sample, /data/cursor);
+ * reading refuses a cursor outside [0, stream_len]. */
+loom_status loom_app_stream_state_write(loom_ckpt *c, const loom_rng *dropout, const loom_rng *sample, long cursor);
+loom_status loom_app_stream_state_read(loom_ckpt *c, loom_rng *dropout, loom_rng *sample, long stream_len, long *cursor);
 /* Reads /config and the training settings into f (see loom_app_settings_read). A given
  * architecture flag that disagrees is an error naming both; returns 0, or 2 after a message. */
 int loom_app_config_read(loom_ckpt *c, loom_app_flags *f, const char *prog);

@@ -172,3 +172,24 @@ int loom_app_resume_open(loom_app_flags *f, const char *prog, loom_ckpt **out)
     *out = c;
     return 0;
 }
+
+loom_status loom_app_stream_state_write(loom_ckpt *c, const loom_rng *dropout, const loom_rng *sample, long cursor)
+{
+    int64_t cur = cursor;
+    loom_status st = loom_ckpt_write_rng(c, "/rng/dropout", dropout);
+    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/sample", sample);
+    return st == LOOM_OK ? loom_ckpt_write_i64(c, "/data/cursor", &cur, 0) : st;
+}
+
+loom_status loom_app_stream_state_read(loom_ckpt *c, loom_rng *dropout, loom_rng *sample, long stream_len, long *cursor)
+{
+    int64_t cur;
+    loom_status st = loom_ckpt_read_rng(c, "/rng/dropout", dropout);
+    if (st == LOOM_OK) st = loom_ckpt_read_rng(c, "/rng/sample", sample);
+    if (st == LOOM_OK) st = loom_ckpt_read_i64(c, "/data/cursor", &cur, 0);
+    if (st == LOOM_OK && (cur < 0 || cur > stream_len))
+        st = loom_error_set(LOOM_EFORMAT, "checkpoint %s: /data/cursor %lld is outside this text's streams (0..%ld)",
+                            loom_ckpt_path(c), (long long)cur, stream_len);
+    if (st == LOOM_OK) *cursor = (long)cur;
+    return st;
+}

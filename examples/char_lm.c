@@ -138,28 +138,18 @@ static void evaluate(void *ctx, loom_tape *t, long step)
 static loom_status save_state(void *ctx, loom_ckpt *c)
 {
     charlm *m = ctx;
-    int64_t embed = m->f->embed, cursor = m->cursor;
+    int64_t embed = m->f->embed;
     loom_status st = loom_app_config_write(c, m->f);
     if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/config/embed", &embed, 0);
     if (st == LOOM_OK) st = loom_ckpt_write_bytes(c, "/config/vocab", m->itos, (size_t)m->vocab);
-    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/dropout", &m->rng);
-    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/sample", &m->sample_rng);
-    if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/data/cursor", &cursor, 0);
+    if (st == LOOM_OK) st = loom_app_stream_state_write(c, &m->rng, &m->sample_rng, m->cursor);
     return st; /* the trainer saves /state/carry, every rank's streams */
 }
 
 static loom_status load_state(void *ctx, loom_ckpt *c)
 {
     charlm *m = ctx;
-    int64_t cursor;
-    loom_status st = loom_ckpt_read_rng(c, "/rng/dropout", &m->rng);
-    if (st == LOOM_OK) st = loom_ckpt_read_rng(c, "/rng/sample", &m->sample_rng);
-    if (st == LOOM_OK) st = loom_ckpt_read_i64(c, "/data/cursor", &cursor, 0);
-    if (st == LOOM_OK && (cursor < 0 || cursor > m->stream_len))
-        st = loom_error_set(LOOM_EFORMAT, "checkpoint %s: /data/cursor %lld is outside this text's streams (0..%ld)",
-                            loom_ckpt_path(c), (long long)cursor, m->stream_len);
-    if (st == LOOM_OK) m->cursor = (long)cursor;
-    return st;
+    return loom_app_stream_state_read(c, &m->rng, &m->sample_rng, m->stream_len, &m->cursor);
 }
 
 /* Encodes text with the model's vocabulary; a byte it lacks is an error naming the file. */

@@ -293,7 +293,7 @@ static loom_status save_state(void *ctx, loom_ckpt *c)
     size_t len;
     unsigned char *bytes = word_vocab_bytes(&m->vocab, &len);
     if (!bytes) return loom_error_set(LOOM_ENOMEM, "out of memory for the vocabulary");
-    int64_t v[6] = {m->f->embed, m->tie, m->min_count, m->V, (int64_t)len, m->cursor};
+    int64_t v[5] = {m->f->embed, m->tie, m->min_count, m->V, (int64_t)len};
     loom_status st = loom_app_config_write(c, m->f);
     if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/config/embed", &v[0], 0);
     if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/config/tie", &v[1], 0);
@@ -301,9 +301,7 @@ static loom_status save_state(void *ctx, loom_ckpt *c)
     if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/config/vocab_size", &v[3], 0);
     if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/config/vocab_bytes", &v[4], 0);
     if (st == LOOM_OK) st = loom_ckpt_write_bytes(c, "/config/vocab", bytes, len); /* NUL-separated words, by id */
-    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/dropout", &m->rng);
-    if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/sample", &m->sample_rng);
-    if (st == LOOM_OK) st = loom_ckpt_write_i64(c, "/data/cursor", &v[5], 0);
+    if (st == LOOM_OK) st = loom_app_stream_state_write(c, &m->rng, &m->sample_rng, m->cursor);
     free(bytes);
     return st; /* the trainer saves /state/carry, every rank's streams */
 }
@@ -311,15 +309,7 @@ static loom_status save_state(void *ctx, loom_ckpt *c)
 static loom_status load_state(void *ctx, loom_ckpt *c)
 {
     wordlm *m = ctx;
-    int64_t cursor;
-    loom_status st = loom_ckpt_read_rng(c, "/rng/dropout", &m->rng);
-    if (st == LOOM_OK) st = loom_ckpt_read_rng(c, "/rng/sample", &m->sample_rng);
-    if (st == LOOM_OK) st = loom_ckpt_read_i64(c, "/data/cursor", &cursor, 0);
-    if (st == LOOM_OK && (cursor < 0 || cursor > m->stream_len))
-        st = loom_error_set(LOOM_EFORMAT, "checkpoint %s: /data/cursor %lld is outside this text's streams (0..%ld)",
-                            loom_ckpt_path(c), (long long)cursor, m->stream_len);
-    if (st == LOOM_OK) m->cursor = (long)cursor;
-    return st;
+    return loom_app_stream_state_read(c, &m->rng, &m->sample_rng, m->stream_len, &m->cursor);
 }
 
 /* The model's configuration and vocabulary from a checkpoint. Returns 0, 1 or 2. */
