@@ -17,6 +17,7 @@ struct loom_arena {
     chunk *head;       /* current chunk; older ones follow via next */
     size_t capacity;   /* bytes over all chunks */
     size_t used_total; /* bytes handed out since reset, over all chunks */
+    size_t high;       /* the most used_total has reached between two resets */
 };
 
 static chunk *chunk_new(size_t cap)
@@ -92,9 +93,12 @@ void loom_arena_reset(loom_arena *a)
         LOOM_NULL_ARG("arena_reset", "arena");
         return;
     }
+    if (a->used_total > a->high) a->high = a->used_total;
     if (a->head->next) {
-        /* Several chunks means the step outgrew the arena: merge into one big enough for it. */
-        size_t cap = a->capacity;
+        /* Several chunks means the step outgrew the arena: merge into one that holds what the
+         * step used, plus 1/16 for steps that vary a little (not the chunks' sum, which the
+         * doubling growth leaves up to twice as large). */
+        size_t cap = a->used_total + a->used_total / 16;
         chunk *merged = chunk_new(cap);
         if (merged) {
             chunk_free_all(a->head);
@@ -112,6 +116,12 @@ size_t loom_arena_used(const loom_arena *a)
 {
     if (!a) return LOOM_NULL_ARG("arena_used", "arena"), 0;
     return a->used_total;
+}
+
+size_t loom_arena_high_water(const loom_arena *a)
+{
+    if (!a) return LOOM_NULL_ARG("arena_high_water", "arena"), 0;
+    return a->used_total > a->high ? a->used_total : a->high;
 }
 
 size_t loom_arena_capacity(const loom_arena *a)

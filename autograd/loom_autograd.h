@@ -96,6 +96,8 @@ void loom_arena_reset(loom_arena *a);
 /* Bytes handed out since the last reset, and bytes reserved in total. */
 size_t loom_arena_used(const loom_arena *a);
 size_t loom_arena_capacity(const loom_arena *a);
+/* The most bytes handed out between two resets: one step's need, once warm. */
+size_t loom_arena_high_water(const loom_arena *a);
 
 /* ---------------------------------------------------------------- RNG */
 
@@ -286,6 +288,9 @@ loom_tensor *loom_op_embedding(loom_tape *t, loom_tensor *table, const int *idx,
 /* Weighted mean of -log softmax(logits)[target] over rows: sum w_r*ce_r / sum w_r.
  * weight may be NULL (all 1); rows of weight 0 (padding) add nothing. [1 x 1]. */
 loom_tensor *loom_op_softmax_ce(loom_tape *t, loom_tensor *logits, const int *target, const float *weight);
+/* The same with label smoothing eps in [0, 1): each row's target distribution is (1-eps) on
+ * its class plus eps/C on every class, as PyTorch's cross_entropy(label_smoothing=eps). */
+loom_tensor *loom_op_softmax_ce_smooth(loom_tape *t, loom_tensor *logits, const int *target, const float *weight, float eps);
 /* Weighted mean squared error: sum_r w_r * sum_c (p-y)^2 / (cols * sum w_r). weight may be NULL. */
 loom_tensor *loom_op_mse(loom_tape *t, loom_tensor *pred, const loom_tensor *target, const float *weight);
 /* Inverted dropout with drop probability p, mask drawn from rng; p == 0 is the identity. */

@@ -8,6 +8,7 @@ typedef struct ce_ctx {
     float *prob;        /* softmax of each row */
     const int *target;  /* copied targets */
     float *w;           /* per-row weight / total weight */
+    float eps;          /* label smoothing: the target is (1-eps) one-hot + eps/C everywhere */
 } ce_ctx;
 
 static void softmax_ce_backward(loom_node *nd)
@@ -23,16 +24,28 @@ static void softmax_ce_backward(loom_node *nd)
         if (wr != 0.0f) {
             const float *p = cx->prob + (size_t)r * C;
             float *gr = g + (size_t)r * C;
-            for (int c = 0; c < C; c++) gr[c] += wr * p[c];
-            gr[cx->target[r]] -= wr;
+            if (cx->eps == 0.0f) {
+                for (int c = 0; c < C; c++) gr[c] += wr * p[c];
+                gr[cx->target[r]] -= wr;
+            } else { /* d/dx of -sum q log softmax(x) is p - q */
+                float u = cx->eps / (float)C;
+                for (int c = 0; c < C; c++) gr[c] += wr * (p[c] - u);
+                gr[cx->target[r]] -= wr * (1.0f - cx->eps);
+            }
         }
     });
 }
 
 loom_tensor *loom_op_softmax_ce(loom_tape *t, loom_tensor *logits, const int *target, const float *weight)
 {
+    return loom_op_softmax_ce_smooth(t, logits, target, weight, 0.0f);
+}
+
+loom_tensor *loom_op_softmax_ce_smooth(loom_tape *t, loom_tensor *logits, const int *target, const float *weight, float eps)
+{
     if (loom_tape_null_inputs(t, "softmax_ce", &logits, 1)) return NULL;
     if (!target) return loom_tape_fail(t, LOOM_EARG, "softmax_ce: target is NULL");
+    if (!(eps >= 0.0f && eps < 1.0f)) return loom_tape_fail(t, LOOM_EARG, "softmax_ce: label smoothing %g must be in [0, 1)", eps);
     int N = logits->rows, C = logits->cols;
     double wsum = 0;
     for (int r = 0; r < N; r++) {
@@ -63,12 +76,19 @@ loom_tensor *loom_op_softmax_ce(loom_tape *t, loom_tensor *logits, const int *ta
         for (int c = 0; c < C; c++) p[c] *= is;
         w[r] = (weight ? weight[r] : 1.0f) * inv;
         tg[r] = w[r] != 0.0f ? target[r] : 0;
-        ce[r] = w[r] != 0.0f ? w[r] * (logf(s) + m - x[tg[r]]) : 0.0f;
+        float lse = logf(s) + m, nll = lse - x[tg[r]];
+        if (eps != 0.0f && w[r] != 0.0f) { /* the uniform part: mean over classes of -log p */
+            double sx = 0;
+            for (int c = 0; c < C; c++) sx += x[c];
+            nll = (1.0f - eps) * nll + eps * (lse - (float)(sx / C));
+        }
+        ce[r] = w[r] != 0.0f ? w[r] * nll : 0.0f;
     });
     out->data[0] = (float)loom_kernel_sum(ce, (size_t)N);
     cx->prob = prob;
     cx->target = tg;
     cx->w = w;
+    cx->eps = eps;
     loom_node *nd = loom_tape_record(t, "softmax_ce", softmax_ce_backward, out, &logits, 1);
     if (nd) nd->ctx = cx;
     return out;
@@ -107,17 +127,21 @@ loom_tensor *loom_op_mse(loom_tape *t, loom_tensor *pred, const loom_tensor *tar
     loom_tensor *out = loom_tape_tensor(t, 1, 1);
     mse_ctx *cx = loom_arena_alloc(ar, sizeof *cx);
     float *diff = loom_arena_alloc(ar, (size_t)N * D * sizeof(float));
-    float *sq = loom_arena_alloc(ar, (size_t)N * D * sizeof(float));
-    if (!out || !cx || !diff || !sq) return loom_tape_fail(t, LOOM_ENOMEM, "mse: out of memory");
+    if (!out || !cx || !diff) return loom_tape_fail(t, LOOM_ENOMEM, "mse: out of memory");
     float inv = wsum > 0 ? (float)(1.0 / (wsum * D)) : 0.0f;
     size_t n = (size_t)N * D;
+    /* One buffer, two passes: the weighted squares for the sum, then the gradient over them,
+     * which saves a second N x D buffer (a layer's whole output, for a sequence loss). */
     LOOM_PFOR(i, n, {
         float w = (weight ? weight[i / (size_t)D] : 1.0f) * inv;
         float e = pred->data[i] - target->data[i];
-        sq[i] = w * e * e;
-        diff[i] = 2.0f * w * e;
+        diff[i] = w * e * e;
     });
-    out->data[0] = (float)loom_kernel_sum(sq, n);
+    out->data[0] = (float)loom_kernel_sum(diff, n);
+    LOOM_PFOR(i, n, {
+        float w = (weight ? weight[i / (size_t)D] : 1.0f) * inv;
+        diff[i] = 2.0f * w * (pred->data[i] - target->data[i]);
+    });
     cx->diff = diff;
     loom_node *nd = loom_tape_record(t, "mse", mse_backward, out, &pred, 1);
     if (nd) nd->ctx = cx;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "loom_dist.h"
@@ -71,9 +72,8 @@ typedef struct bench_task {
     loom_embedding emb;
     loom_linear head;
     loom_rng rng;
-    float *x;
     int *idx, *tgt;
-    loom_tensor *zero;
+    loom_tensor *x, *zero; /* the inputs (S, M, L) and MSE's target, read in place like torch's */
     loom_state *carry; /* TBPTT: the state carried between windows */
     loom_seq_out out;
 } bench_task;
@@ -83,7 +83,7 @@ static loom_tensor *bench_forward(void *ctx, loom_tape *t, loom_batch *b)
     bench_task *k = ctx;
     const config *c = k->c;
     int T = c->steps_t, B = b->rows;
-    loom_tensor *in = c->vocab ? loom_op_embedding(t, k->emb.weight, k->idx, T * B) : loom_tape_from(t, T * B, c->input, k->x);
+    loom_tensor *in = c->vocab ? loom_op_embedding(t, k->emb.weight, k->idx, T * B) : k->x;
     loom_seq_out *o = &k->out;
     b->count = (double)T * B;
     b->tokens = (long)T * B;
@@ -102,6 +102,13 @@ static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The process's peak resident set so far (Linux reports KiB): one config per run to read it alone. */
+static double peak_rss_mib(void)
+{
+    struct rusage u;
+    return getrusage(RUSAGE_SELF, &u) == 0 ? u.ru_maxrss / 1024.0 : 0.0;
 }
 
 /* Times `steps` trainer steps (after one warm-up) and prints medians, per phase too. */
@@ -128,13 +135,17 @@ static int run(loom_dist *d, const config *c, int steps)
         return 1;
     }
     int R = tr.rows;
-    k.x = malloc(sizeof(float) * T * R * c->input);
+    k.x = loom_tensor_new(T * R, c->input, 0);
     k.idx = malloc(sizeof(int) * T * R), k.tgt = malloc(sizeof(int) * T * R);
-    loom_rng_fill_uniform(&k.rng, k.x, (size_t)T * R * c->input, -1, 1);
-    for (int i = 0; i < T * R; i++) k.idx[i] = (int)loom_rng_below(&k.rng, 65), k.tgt[i] = (int)loom_rng_below(&k.rng, 65);
     k.zero = loom_tensor_new(T * R, H, 0);
-    loom_task task = {&k, bench_forward, NULL, NULL, NULL, bench_commit};
     double *times = malloc(sizeof(double) * (size_t)steps * (LOOM_PHASES + 1));
+    if (!k.x || !k.idx || !k.tgt || !k.zero || !times) {
+        fprintf(stderr, "bench: out of memory for config %s's data\n", c->name);
+        return 1;
+    }
+    loom_rng_fill_uniform(&k.rng, k.x->data, (size_t)T * R * c->input, -1, 1);
+    for (int i = 0; i < T * R; i++) k.idx[i] = (int)loom_rng_below(&k.rng, 65), k.tgt[i] = (int)loom_rng_below(&k.rng, 65);
+    loom_task task = {&k, bench_forward, NULL, NULL, NULL, bench_commit};
     for (int s = 0; s <= steps; s++) { /* step 0 warms up (arena growth, BLAS buffers) */
         double t0 = now();
         if (loom_trainer_step(&tr, &task) != LOOM_OK) {
@@ -151,15 +162,16 @@ static int run(loom_dist *d, const config *c, int steps)
         double gf = step_flops(c) / med * 1e-9;
         char pct[16] = "-"; /* no peak measured (under mpirun, or --peak 0) */
         if (peak_gflops > 0) snprintf(pct, sizeof pct, "%.0f%%", 100 * gf / peak_gflops);
-        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %6s %8.1f %8.1f %8.2f %8.2f %8.1f %6.2f%% %10.1f\n",
+        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %6s %8.1f %8.1f %8.2f %8.2f %8.1f %6.2f%% %10.1f %8.0f\n",
                c->name, c->input, H, B, T, d->size, loom_threads_get(), med * 1e3, T * B / med, gf,
                pct,
                ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3, ph[4] * 1e3, 100 * ph[3] / med,
-               loom_arena_capacity(loom_tape_arena(tr.tape)) / 1048576.0);
+               loom_arena_high_water(loom_tape_arena(tr.tape)) / 1048576.0, peak_rss_mib());
         if (d->size > 1 && overlap) printf("       (%d all-reduce buckets started while backward had nodes left)\n", tr.overlapped);
         fflush(stdout);
     }
-    free(times), free(k.x), free(k.idx), free(k.tgt);
+    free(times), free(k.idx), free(k.tgt);
+    loom_tensor_free(k.x);
     loom_tensor_free(k.zero);
     loom_trainer_free(&tr);
     loom_state_free(k.carry);
@@ -198,8 +210,8 @@ static int bench_main(loom_dist *d, int argc, char **argv)
         printf("loom, %d rank%s x %d OpenMP threads, median of %d steps (after 1 warm-up); B is the global batch%s\n",
                d->size, d->size > 1 ? "s" : "", loom_threads_get(), steps,
                d->size > 1 ? overlap ? "; all-reduce overlapped with backward" : "; all-reduce after backward" : "");
-        printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %6s %8s %8s %8s %8s %8s %7s %10s\n", "config", "I", "H", "B", "T", "ranks",
-               "ms/step", "tokens/s", "GFLOP/s", "peak", "fwd ms", "bwd ms", "wait ms", "allred", "optim", "allred", "arena MiB");
+        printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %6s %8s %8s %8s %8s %8s %7s %10s %8s\n", "config", "I", "H", "B", "T", "ranks",
+               "ms/step", "tokens/s", "GFLOP/s", "peak", "fwd ms", "bwd ms", "wait ms", "allred", "optim", "allred", "arena MiB", "RSS MiB");
     }
     int found = 0;
     for (size_t k = 0; k < sizeof CONFIGS / sizeof *CONFIGS; k++)

@@ -132,6 +132,9 @@ int loom_app_config_long(loom_ckpt *c, loom_app_flags *f, const char *key, const
                          const char *prog);
 /* The same for a size (1 to 2^24) into an int. */
 int loom_app_config_int(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, int *v, const char *prog);
+/* Optional /config/KEY, a rate in [0, 1) that may change on resume: the checkpoint's value
+ * unless --FLAG was given, and then a note says which applies. Returns 0, or 2 after a message. */
+int loom_app_config_float(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, float *v, const char *prog);
 /* With --resume: opens the checkpoint and reads its configuration into f
  * (see config_read). Returns 0 with *out NULL without --resume, 0 with the open
  * checkpoint, or 1/2 after a message. */

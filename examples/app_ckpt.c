@@ -31,8 +31,6 @@ loom_status loom_app_state_read(loom_ckpt *c, loom_rng *data, loom_rng *dropout)
     return st == LOOM_OK && loom_ckpt_has(c, "/rng/dropout") ? loom_ckpt_read_rng(c, "/rng/dropout", dropout) : st;
 }
 
-static void adopt_float(loom_app_flags *f, const char *flag, float *v, float file, loom_ckpt *c, const char *prog);
-
 int loom_app_config_long(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, long *v, long lo, long hi,
                          const char *prog)
 {
@@ -98,28 +96,27 @@ int loom_app_config_common(loom_ckpt *c, loom_app_flags *f, const char *prog)
     /* batch, seq and dropout shape the training run; weights-only files may lack them. */
     if (loom_ckpt_has(c, "/config/batch") && loom_app_config_int(c, f, "batch", "batch", &f->batch, prog)) return 2;
     if (loom_ckpt_has(c, "/config/seq") && loom_app_config_int(c, f, "seq", "seq", &f->seq, prog)) return 2;
-    float dropout;
-    if (loom_ckpt_has(c, "/config/dropout")) {
-        if (loom_ckpt_read_floats(c, "/config/dropout", &dropout, 0, 1) != LOOM_OK) {
-            loom_app_fail_rank(prog, "%s", loom_error_message());
-            return 2;
-        }
-        if (!(dropout >= 0 && dropout < 1)) {
-            loom_app_fail_rank(prog, "checkpoint %s: /config/dropout is %g, expected 0 <= dropout < 1", loom_ckpt_path(c),
-                               dropout);
-            return 2;
-        }
-        adopt_float(f, "dropout", &f->dropout, dropout, c, prog);
-    }
+    if (loom_app_config_float(c, f, "dropout", "dropout", &f->dropout, prog)) return 2;
     return loom_app_settings_read(c, f, prog);
 }
 
-/* A setting that may change on resume: the checkpoint's unless the flag was given, and
- * then a note says which applies. */
-static void adopt_float(loom_app_flags *f, const char *flag, float *v, float file, loom_ckpt *c, const char *prog)
+int loom_app_config_float(loom_ckpt *c, loom_app_flags *f, const char *key, const char *flag, float *v, const char *prog)
 {
-    if (!loom_app_given(f, flag)) *v = file;
-    else if (*v != file) loom_app_note(prog, "--%s %g applies; %s was trained with %g", flag, *v, loom_ckpt_path(c), file);
+    char name[128];
+    float x;
+    snprintf(name, sizeof name, "/config/%s", key);
+    if (!loom_ckpt_has(c, name)) return 0; /* older and weights-only files: the flag decides */
+    if (loom_ckpt_read_floats(c, name, &x, 0, 1) != LOOM_OK) {
+        loom_app_fail_rank(prog, "%s", loom_error_message());
+        return 2;
+    }
+    if (!(x >= 0 && x < 1)) {
+        loom_app_fail_rank(prog, "checkpoint %s: %s is %g, expected 0 <= %s < 1", loom_ckpt_path(c), name, x, key);
+        return 2;
+    }
+    if (!loom_app_given(f, flag)) *v = x;
+    else if (*v != x) loom_app_note(prog, "--%s %g applies; %s was trained with %g", flag, *v, loom_ckpt_path(c), x);
+    return 0;
 }
 
 int loom_app_settings_read(loom_ckpt *c, loom_app_flags *f, const char *prog)

@@ -189,7 +189,7 @@ loom_tensor *s2s_loss(s2s_model *m, loom_tape *t, const s2s_batch *b, int train,
         feed = ht;
     }
     loom_tensor *logits = loom_linear_apply(t, loom_op_vstack(t, outs, T), m->out_w, m->out_b);
-    return loom_op_softmax_ce(t, logits, b->yout, b->w);
+    return loom_op_softmax_ce_smooth(t, logits, b->yout, b->w, train ? m->label_smoothing : 0.0f);
 }
 
 /* Row i's length limit: maxlen, and at most 2 phones per letter plus 5 (CMUdict's most for

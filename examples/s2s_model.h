@@ -18,6 +18,7 @@ typedef struct s2s_model {
     int nletters, nphones;
     int embed, hidden, layers, bidir;
     float dropout;
+    float label_smoothing; /* training loss: eps of each phone's target spread over every symbol */
     loom_params *ps;
     loom_tensor *letter_emb, *phone_emb, *attn_w, *comb_w, *comb_b, *out_w, *out_b;
     loom_seq enc, dec;

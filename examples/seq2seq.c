@@ -225,6 +225,7 @@ static loom_status save_state(void *ctx, loom_ckpt *c)
                           "/config/nphones"};
     loom_status st = loom_app_config_write(c, s->f);
     for (int i = 0; i < 6 && st == LOOM_OK; i++) st = loom_ckpt_write_i64(c, key[i], &v[i], 0);
+    if (st == LOOM_OK) st = loom_ckpt_write_floats(c, "/config/label_smoothing", &s->m.label_smoothing, 0, 1);
     if (st == LOOM_OK) st = loom_ckpt_write_str(c, "/config/letters", s->letters);
     if (st == LOOM_OK) st = loom_ckpt_write_bytes(c, "/config/phones", ph, len); /* NUL-terminated names, by id */
     if (st == LOOM_OK) st = loom_ckpt_write_rng(c, "/rng/dropout", &s->rng);
@@ -273,6 +274,7 @@ static int read_model_config(s2s *s, loom_ckpt *ck)
     const char *flag[6] = {"embed", "bidir", "stress", "syllables", "split-seed", NULL};
     const long hi[6] = {1 << 20, 1, 1, 1, LONG_MAX, 1 << 16};
     int rc = loom_app_config_read(ck, f, PROG);
+    if (!rc) rc = loom_app_config_float(ck, f, "label_smoothing", "label-smoothing", &s->m.label_smoothing, PROG);
     for (int i = 0; i < 6 && !rc; i++) rc = config_long(ck, s, key[i], flag[i], &v[i], i == 0 || i == 5 ? 1 : 0, hi[i]);
     if (rc) return rc;
     f->embed = (int)v[0], s->bidir = (int)v[1], s->stress = (int)v[2], s->syllables = (int)v[3];
@@ -431,6 +433,7 @@ static int run(loom_dist *d, int argc, char **argv)
                          {"split-seed", LOOM_FLAG_U64, &s.split_seed, "seed of the train/dev/test split by word"},
                          {"test-limit", LOOM_FLAG_LONG, &s.test_limit, "score at most this many test words (0: all)"},
                          {"len-norm", LOOM_FLAG_FLOAT, &s.m.len_norm, "beam hypotheses ranked by log-probability / length^this"},
+                         {"label-smoothing", LOOM_FLAG_FLOAT, &s.m.label_smoothing, "training targets: this share spread over every phone"},
                          {NULL, 0, NULL, NULL}};
     int rc = loom_app_parse(&f, argc, argv, ABOUT, extra);
     if (rc) return rc == 1 ? 0 : rc;
@@ -440,6 +443,7 @@ static int run(loom_dist *d, int argc, char **argv)
     else if (f.embed < 1) bad = "--embed must be positive";
     else if ((s.bidir | s.stress | s.syllables) & ~1) bad = "--bidir, --stress and --syllables are 0 or 1";
     else if (s.test_limit < 0) bad = "--test-limit must be >= 0 (0: every test word)";
+    else if (!(s.m.label_smoothing >= 0 && s.m.label_smoothing < 1)) bad = "--label-smoothing must be in [0, 1)";
     else if (!(s.m.len_norm >= 0 && s.m.len_norm <= 4)) bad = "--len-norm must be 0 to 4 (0: none, 1: the mean per phone)";
     else if (s.predict && !f.resume) bad = "--predict needs --resume PATH (the model to ask)";
     if (bad) return loom_app_fail_all(PROG, "%s", bad), 2;

@@ -26,7 +26,20 @@ add_test(NAME example_seq2seq COMMAND ${EXPECT} 0 "^test PER [0-9.]+% WER [0-9.]
 add_test(NAME resume_seq2seq COMMAND ${RESUME} ${WORK}/seq2seq $<TARGET_FILE:seq2seq> 7 3
   ${G2P_TINY} --layers 2 --dropout 0.2 --eval-every 0)
 add_test(NAME resume_seq2seq_gru COMMAND ${RESUME} ${WORK}/seq2seq_gru $<TARGET_FILE:seq2seq> 5 2
-  ${G2P_TINY} --cell gru --bidir 0 --hidden 7 --eval-every 0)
+  ${G2P_TINY} --cell gru --bidir 0 --hidden 7 --eval-every 0 --label-smoothing 0.1)
+# Label smoothing is part of the checkpoint: a resume without the flag trains on with it (the
+# parameters equal a straight run's), and one with another value says which applies.
+string(REPLACE ";" " " G2P_TINY_S "${G2P_TINY}")
+add_test(NAME resume_seq2seq_label_smoothing COMMAND sh -c
+  "rm -rf ${WORK}/s2s_ls && mkdir -p ${WORK}/s2s_ls && cd ${WORK}/s2s_ls && S=$<TARGET_FILE:seq2seq> && \
+   $S ${G2P_TINY_S} --eval-every 0 --label-smoothing 0.3 --steps 4 --checkpoint straight.h5 > s.log 2>&1 && \
+   $S ${G2P_TINY_S} --eval-every 0 --label-smoothing 0.3 --steps 4 --stop-at 2 --checkpoint part.h5 > p.log 2>&1 && \
+   $S ${G2P_TINY_S} --eval-every 0 --resume part.h5 --steps 4 --checkpoint resumed.h5 > r.log 2>&1 && \
+   h5diff straight.h5 resumed.h5 /model /model && \
+   $S ${G2P_TINY_S} --eval-every 0 --resume part.h5 --steps 3 --label-smoothing 0 > o.log 2>&1 && \
+   grep -q 'label-smoothing 0 applies; part.h5 was trained with 0.3' o.log || { cat s.log p.log r.log o.log; exit 1; }")
+add_test(NAME error_seq2seq_bad_label_smoothing COMMAND ${EXPECT} 2 "--label-smoothing must be in \\[0, 1\\)"
+  $<TARGET_FILE:seq2seq> ${G2P_TINY} --label-smoothing 1)
 # --predict from the checkpoint alone: each word, then its beam's candidates with scores.
 add_test(NAME seq2seq_predict_from_checkpoint COMMAND sh -c
   "cd ${WORK}/seq2seq && $<TARGET_FILE:seq2seq> --resume straight.h5 --predict Cab tub --beam 4 > p.txt && grep -q '^cab:' p.txt && grep -q '^tub:' p.txt && [ $(grep -Ec '^ +[1-4]\\. +-?[0-9]+\\.[0-9]{4} ' p.txt) -ge 2 ] && [ $(grep -Ec '^ +1\\. ' p.txt) = 2 ] || { cat p.txt; exit 1; }")
@@ -50,6 +63,7 @@ add_test(NAME error_seq2seq_odd_hidden COMMAND ${EXPECT} 2 "--hidden 7: a bidire
 add_test(NAME error_seq2seq_predict_without_resume COMMAND ${EXPECT} 2 "--predict needs --resume"
   $<TARGET_FILE:seq2seq> --predict hello)
 set_tests_properties(test_attention_ops test_g2p example_seq2seq resume_seq2seq resume_seq2seq_gru
+  resume_seq2seq_label_smoothing error_seq2seq_bad_label_smoothing
   seq2seq_predict_from_checkpoint error_seq2seq_predict_letter error_seq2seq_predict_no_words error_seq2seq_missing_dict
   error_seq2seq_empty_dict error_seq2seq_bad_beam error_seq2seq_bad_len_norm error_seq2seq_odd_hidden error_seq2seq_predict_without_resume
   PROPERTIES TIMEOUT 120)

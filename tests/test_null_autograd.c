@@ -139,6 +139,7 @@ PT(arena, arena_alloc,          arena,    loom_arena_alloc(NULL, 64))
 VD(arena, arena_reset,          arena,    loom_arena_reset(NULL))
 IN(arena, arena_used,           arena, (size_t)0, loom_arena_used(NULL))
 IN(arena, arena_capacity,       arena, (size_t)0, loom_arena_capacity(NULL))
+IN(arena, arena_high_water,     arena, (size_t)0, loom_arena_high_water(NULL))
 FR(arena, arena_free,                     loom_arena_free(NULL))
 
 /* ---------------------------------------------------------------- RNG */

@@ -37,6 +37,7 @@ GC_FN(fn_sum, loom_op_sum(t, loom_op_mul(t, loom_op_tanh(t, k->a), k->b)))
 GC_FN(fn_mean, loom_op_scale(t, loom_op_mean(t, loom_op_mul(t, loom_op_tanh(t, k->a), k->b)), (float)loom_tensor_size(k->a)))
 GC_FN(fn_embedding, loom_op_embedding(t, k->a, k->idx, k->i0))
 GC_FN(fn_ce, loom_op_softmax_ce(t, k->a, k->idx, k->w))
+GC_FN(fn_ce_smooth, loom_op_softmax_ce_smooth(t, k->a, k->idx, k->w, k->f0))
 GC_FN(fn_mse, loom_op_mse(t, k->a, k->target, k->w))
 GC_FN(fn_select, loom_op_select_rows(t, (const unsigned char *)k->idx, k->a, k->b))
 
@@ -239,6 +240,8 @@ Test(gradcheck, softmax_ce_with_padding_weights)
             /* The loss is O(1) while each logit's gradient is O(1/N): float32 rounding of the
              * loss limits the numeric side here, so the bound is looser (exact check below). */
             expect_gradcheck(fn_ce, &k, &k.a, 1, 3e-2, "softmax_ce");
+            k.f0 = 0.1f;
+            expect_gradcheck(fn_ce_smooth, &k, &k.a, 1, 3e-2, "softmax_ce_smooth");
             free_case(&k);
         }
 }
@@ -261,6 +264,43 @@ Test(ops, softmax_ce_value_and_padding_rows_add_nothing)
     cr_expect_float_eq(x->grad[0], (float)(exp(1) / z), 1e-6);
     cr_expect_float_eq(x->grad[1], (float)(exp(2) / z), 1e-6);
     cr_expect_float_eq(x->grad[2], (float)(exp(3) / z - 1), 1e-6);
+    loom_tensor_free(x);
+    loom_tape_free(t);
+}
+
+/* Smoothing eps is (1-eps) of the loss at the target plus eps of the mean loss over every
+ * class as target: checked against the unsmoothed op, values and gradients, padding included. */
+Test(ops, softmax_ce_smooth_is_a_mix_of_plain_losses)
+{
+    enum { N = 4, C = 5 };
+    const float eps = 0.2f;
+    loom_tensor *x = rand_tensor(N, C, 1, 720, -3, 3);
+    int tg[N] = {1, 4, -1, 0}, each[N];
+    float w[N] = {1, 0.5f, 0, 2}, want_grad[N * C] = {0};
+    loom_tape *t = loom_tape_new(0);
+    double want = 0;
+    for (int c = -1; c < C; c++) { /* c = -1: the targets; then every class in turn */
+        for (int r = 0; r < N; r++) each[r] = c < 0 || w[r] == 0 ? tg[r] : c;
+        loom_tape_reset(t);
+        memset(x->grad, 0, sizeof(float) * N * C);
+        loom_tensor *l = loom_op_softmax_ce(t, x, each, w);
+        cr_assert_not_null(l, "%s", loom_error_message());
+        cr_assert_eq(loom_tape_backward(t, l), LOOM_OK);
+        double share = c < 0 ? 1.0 - eps : eps / C;
+        want += share * l->data[0];
+        for (int i = 0; i < N * C; i++) want_grad[i] += (float)(share * x->grad[i]);
+    }
+    loom_tape_reset(t);
+    memset(x->grad, 0, sizeof(float) * N * C);
+    loom_tensor *l = loom_op_softmax_ce_smooth(t, x, tg, w, eps);
+    cr_assert_not_null(l, "%s", loom_error_message());
+    cr_expect_float_eq(l->data[0], (float)want, 1e-5, "smoothed loss %g, mix of plain losses %g", l->data[0], want);
+    cr_assert_eq(loom_tape_backward(t, l), LOOM_OK);
+    for (int i = 0; i < N * C; i++) cr_expect_float_eq(x->grad[i], want_grad[i], 1e-6, "gradient %d: %g vs %g", i, x->grad[i], want_grad[i]);
+    for (int c = 0; c < C; c++) cr_expect_eq(x->grad[2 * C + c], 0.0f, "padding row got gradient");
+    loom_tape_reset(t);
+    cr_expect_null(loom_op_softmax_ce_smooth(t, x, tg, w, 1.0f), "smoothing 1 accepted");
+    cr_expect(strstr(loom_error_message(), "label smoothing 1") != NULL, "message: %s", loom_error_message());
     loom_tensor_free(x);
     loom_tape_free(t);
 }

@@ -158,8 +158,13 @@ Test(arena, grows_then_coalesces_on_reset)
     for (int i = 0; i < 10; i++) cr_assert_not_null(loom_arena_alloc(a, 1000));
     size_t cap = loom_arena_capacity(a);
     cr_expect_geq(cap, 10000u);
+    cr_expect_eq(loom_arena_high_water(a), 10u * 1024u, "ten 1000-byte pieces in 64-byte units");
     loom_arena_reset(a);
     cr_expect_eq(loom_arena_used(a), 0u);
+    cr_expect_eq(loom_arena_high_water(a), 10u * 1024u, "the high water outlives the reset");
+    /* merged to the step's need (plus 1/16), not to the doubling chunks' sum (15 KiB here) */
+    cr_expect(loom_arena_capacity(a) >= 10240u && loom_arena_capacity(a) <= 10880u, "capacity %zu after the merge",
+              loom_arena_capacity(a));
     uint64_t before = loom_alloc_count();
     for (int i = 0; i < 10; i++) {
         void *p = loom_arena_alloc(a, 1000);
