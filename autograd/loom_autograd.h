@@ -407,6 +407,14 @@ double loom_kernel_sumsq(const float *x, size_t n);
 
 /* ---------------------------------------------------------------- threads */
 
+/* GEMMs with fewer multiply-adds than this run on the calling thread alone (bench/gemm_threads
+ * measured where OpenBLAS's split over 2 threads starts to pay on this project's machine). */
+#define LOOM_GEMM_PAR_MIN 8e6
+/* C = alpha op(A) op(B) + beta C, row-major, op transposing when ta / tb is 1: CBLAS sgemm,
+ * on the OpenMP team from LOOM_GEMM_PAR_MIN multiply-adds up, else on this thread. */
+void loom_kernel_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc);
+
 /* Elementwise kernels with fewer elements than this run serially. */
 #define LOOM_PAR_MIN 16384
 /* Loop helpers for kernels (loom's and custom ops'). */

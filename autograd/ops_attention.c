@@ -1,6 +1,5 @@
 /* Ops for attention: a matrix product over blocks of rows, a softmax along rows with a
  * mask, and a transpose of a tensor's row blocks (time-major <-> batch-major). */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -22,20 +21,16 @@ static void bmm_backward(loom_node *nd)
         if (ga) {
             float *dA = ga + (size_t)i * ar * a->cols;
             if (!ta) /* dA[M,K] += dC op(B)^T */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, M, K, N, 1.0f, dC, N, B,
-                            b->cols, 1.0f, dA, a->cols);
+                loom_kernel_gemm(0, !tb, M, K, N, 1.0f, dC, N, B, b->cols, 1.0f, dA, a->cols);
             else /* dA[K,M] += op(B) dC^T */
-                cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N, 1.0f, B, b->cols, dC, N,
-                            1.0f, dA, a->cols);
+                loom_kernel_gemm(tb, 1, K, M, N, 1.0f, B, b->cols, dC, N, 1.0f, dA, a->cols);
         }
         if (gb) {
             float *dB = gb + (size_t)i * br * b->cols;
             if (!tb) /* dB[K,N] += op(A)^T dC */
-                cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, M, 1.0f, A, a->cols, dC,
-                            N, 1.0f, dB, b->cols);
+                loom_kernel_gemm(!ta, 0, K, N, M, 1.0f, A, a->cols, dC, N, 1.0f, dB, b->cols);
             else /* dB[N,K] += dC^T op(A) */
-                cblas_sgemm(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, N, K, M, 1.0f, dC, N, A, a->cols,
-                            1.0f, dB, b->cols);
+                loom_kernel_gemm(1, ta, N, K, M, 1.0f, dC, N, A, a->cols, 1.0f, dB, b->cols);
         }
     }
 }
@@ -55,8 +50,8 @@ loom_tensor *loom_op_bmm(loom_tape *t, loom_tensor *a, loom_tensor *b, int n, in
     loom_tensor *c = loom_tape_tensor(t, n * M, N);
     if (!c) return NULL;
     for (int i = 0; i < n; i++)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
-                    blk(a, i, n), a->cols, blk(b, i, n), b->cols, 0.0f, c->data + (size_t)i * M * N, N);
+        loom_kernel_gemm(ta, tb, M, N, K, 1.0f, blk(a, i, n), a->cols, blk(b, i, n), b->cols, 0.0f,
+                         c->data + (size_t)i * M * N, N);
     loom_node *nd = loom_tape_record(t, "bmm", bmm_backward, c, in, 2);
     if (nd) {
         nd->i[0] = n;

@@ -1,5 +1,4 @@
 /* Matrix product through CBLAS sgemm, with optional transposes. */
-#include <cblas.h>
 
 #include "internal.h"
 
@@ -12,21 +11,17 @@ static void matmul_backward(loom_node *nd)
         float *ga = loom_tape_grad(nd->tape, a);
         if (!ga) return;
         if (!ta) /* dA[M,K] += dC[M,N] op(B)^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, M, K, N, 1.0f, c->grad, N,
-                        b->data, b->cols, 1.0f, ga, a->cols);
+            loom_kernel_gemm(0, !tb, M, K, N, 1.0f, c->grad, N, b->data, b->cols, 1.0f, ga, a->cols);
         else /* dA[K,M] += op(B) dC^T */
-            cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N, 1.0f, b->data, b->cols,
-                        c->grad, N, 1.0f, ga, a->cols);
+            loom_kernel_gemm(tb, 1, K, M, N, 1.0f, b->data, b->cols, c->grad, N, 1.0f, ga, a->cols);
     }
     if (b->requires_grad) {
         float *gb = loom_tape_grad(nd->tape, b);
         if (!gb) return;
         if (!tb) /* dB[K,N] += op(A)^T dC */
-            cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, M, 1.0f, a->data, a->cols,
-                        c->grad, N, 1.0f, gb, b->cols);
+            loom_kernel_gemm(!ta, 0, K, N, M, 1.0f, a->data, a->cols, c->grad, N, 1.0f, gb, b->cols);
         else /* dB[N,K] += dC^T op(A) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, N, K, M, 1.0f, c->grad, N,
-                        a->data, a->cols, 1.0f, gb, b->cols);
+            loom_kernel_gemm(1, ta, N, K, M, 1.0f, c->grad, N, a->data, a->cols, 1.0f, gb, b->cols);
     }
 }
 
@@ -41,8 +36,7 @@ loom_tensor *loom_op_matmul(loom_tape *t, loom_tensor *a, loom_tensor *b, int ta
                               a->cols, ta ? "^T" : "", b->rows, b->cols, tb ? "^T" : "", K, Kb);
     loom_tensor *c = loom_tape_tensor(t, M, N);
     if (!c) return NULL;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a->data,
-                a->cols, b->data, b->cols, 0.0f, c->data, N);
+    loom_kernel_gemm(ta, tb, M, N, K, 1.0f, a->data, a->cols, b->data, b->cols, 0.0f, c->data, N);
     loom_node *nd = loom_tape_record(t, "matmul", matmul_backward, c, in, 2);
     if (nd) {
         nd->i[0] = ta;

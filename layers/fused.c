@@ -13,7 +13,7 @@
  * boundaries; the gates, workspace and inner states live in one segment's scratch.
  * Backward walks the segments from the last, recomputing each one's forward from
  * its boundary state before walking its steps back. */
-#include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 #include "internal.h"
@@ -36,9 +36,27 @@ typedef struct fused_acts {
     int head_ok, tail_ok;      /* pre's first block before, and last block after, that segment: as projected */
     const unsigned char *keep; /* [T*B] */
     loom_tensor *const *init;  /* [n_state] initial states */
-    const float **prev;        /* [n_state] a tile's state pointers */
+    const float **prev;        /* [team][n_state] each thread's tile state pointers */
     float **next;
+    int team;                  /* threads that each own a range of batch rows over the whole window (1: none) */
 } fused_acts;
+
+/* Threads that each own batch rows for the whole window: all of them when the recurrent
+ * weights are small enough that every thread reading them all each step stays in cache
+ * (ROW_TEAM_MAX_W bytes) and each gets ROW_TEAM_MIN_ROWS rows; else 1, and each step's
+ * GEMM and kernel split over the team instead. A function of the shapes and the thread
+ * count only, so the same bits for the same thread count. */
+#ifndef ROW_TEAM_MAX_W /* -DROW_TEAM_MAX_W=0 turns row teams off, to compare */
+#define ROW_TEAM_MAX_W (6u << 20)
+#endif
+#define ROW_TEAM_MIN_ROWS 8
+static int row_team(const loom_cell *c, int B)
+{
+    int n = omp_get_max_threads();
+    size_t w = (size_t)c->gates * c->hidden_size * c->hidden_size * sizeof(float);
+    if (n > B / ROW_TEAM_MIN_ROWS) n = B / ROW_TEAM_MIN_ROWS;
+    return n > 1 && w <= ROW_TEAM_MAX_W && !omp_in_parallel() ? n : 1;
+}
 
 static int block_steps(int B) { return B >= BLOCK_ROWS ? 1 : (BLOCK_ROWS + B - 1) / B; }
 
@@ -96,6 +114,33 @@ static int step_all_kept(const unsigned char *keep, int B)
 
 static int seg_end(const fused_acts *a, int j) { return (j + 1) * a->K < a->T ? (j + 1) * a->K : a->T; }
 
+/* Forward steps [sa, sb) over batch rows [r0, r1): per step the recurrent GEMM and the
+ * kernel. Rows never meet in a layer's forward, so a thread can own a range for the
+ * whole window (team > 1) instead of splitting every step's small GEMM and kernel. */
+static void forward_rows(fused_acts *a, int sa, int sb, int r0, int r1, const float **prev, float **next)
+{
+    loom_cell *c = a->c;
+    int B = a->B, H = c->hidden_size, GH = c->gates * H, S = c->n_state, n = r1 - r0;
+    loom_cell_tile tl = {.B = B, .H = H, .prev = prev, .next = next, .w = c->w};
+    for (int s = sa; s < sb; s++) {
+        tile_at(a, s, &tl, prev, next);
+        /* The recurrent projection: one GEMM per step, into pre or, split, into rec. */
+        float *rp = (c->split_rec ? tl.rec : tl.pre) + (size_t)r0 * GH;
+        if (c->split_rec) fill_rows(rp, c->w[3]->data, (size_t)n, GH);
+        else
+            for (int r = 0; r < n; r++)
+                for (int i = 0; i < GH; i++) rp[(size_t)r * GH + i] += c->w[3]->data[i];
+        loom_kernel_gemm(0, 1, n, GH, H, 1.0f, prev[0] + (size_t)r0 * H, H, c->w[1]->data, H, 1.0f, rp, GH);
+        if (a->team > 1) c->forward(c, &tl, r0, r1);
+        else run_kernel(c->forward, c, &tl);
+        const unsigned char *ks = a->keep + (size_t)s * B;
+        if (!step_all_kept(ks + r0, n)) /* ended sequences carry their state unchanged */
+            for (int k = 0; k < S; k++)
+                for (int r = r0; r < r1; r++)
+                    if (!ks[r]) memcpy(next[k] + (size_t)r * H, prev[k] + (size_t)r * H, (size_t)H * sizeof(float));
+    }
+}
+
 /* Forward over segment j: the input projection of each block it touches (one GEMM
  * each), then per step the recurrent GEMM and the kernel. */
 static void run_segment(fused_acts *a, int j)
@@ -122,28 +167,16 @@ static void run_segment(fused_acts *a, int j)
         int r0 = q * C, n = (r0 + C < a->T ? C : a->T - r0) * B;
         float *p = a->pre + (size_t)(r0 - a->pre0) * B * GH;
         fill_rows(p, c->w[2]->data, (size_t)n, GH);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, In, 1.0f, a->x->data + (size_t)r0 * B * In, In,
-                    c->w[0]->data, In, 1.0f, p, GH);
+        loom_kernel_gemm(0, 1, n, GH, In, 1.0f, a->x->data + (size_t)r0 * B * In, In, c->w[0]->data, In, 1.0f, p, GH);
     }
-    const float **prev = a->prev;
-    float **next = a->next;
-    loom_cell_tile tl = {.B = B, .H = H, .prev = prev, .next = next, .w = c->w};
-    for (int s = sa; s < sb; s++) {
-        tile_at(a, s, &tl, prev, next);
-        /* The recurrent projection: one GEMM per step, into pre or, split, into rec. */
-        float *rp = c->split_rec ? tl.rec : tl.pre;
-        if (c->split_rec) fill_rows(rp, c->w[3]->data, (size_t)B, GH);
-        else
-            for (int r = 0; r < B; r++)
-                for (int i = 0; i < GH; i++) rp[(size_t)r * GH + i] += c->w[3]->data[i];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, prev[0], H, c->w[1]->data, H, 1.0f, rp, GH);
-        run_kernel(c->forward, c, &tl);
-        const unsigned char *ks = a->keep + (size_t)s * B;
-        if (!step_all_kept(ks, B)) /* ended sequences carry their state unchanged */
-            for (int k = 0; k < S; k++)
-                for (int r = 0; r < B; r++)
-                    if (!ks[r]) memcpy(next[k] + (size_t)r * H, prev[k] + (size_t)r * H, (size_t)H * sizeof(float));
-    }
+    if (a->team > 1) {
+#pragma omp parallel num_threads(a->team)
+        {
+            int id = omp_get_thread_num(), n = omp_get_num_threads();
+            forward_rows(a, sa, sb, id * B / n, (id + 1) * B / n, a->prev + (size_t)id * S, a->next + (size_t)id * S);
+        }
+    } else
+        forward_rows(a, sa, sb, 0, B, a->prev, a->next);
     a->seg = j;
 }
 
@@ -164,8 +197,9 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     /* Steps the scratch holds: pre also the blocks a segment's ends fall in. */
     size_t steps = plain ? (size_t)T : (size_t)a->K, psteps = plain ? (size_t)T : (size_t)a->K + 2 * (size_t)a->C;
     if (psteps > (size_t)T) psteps = (size_t)T;
-    a->prev = loom_arena_alloc(ar, (size_t)S * sizeof *a->prev);
-    a->next = loom_arena_alloc(ar, (size_t)S * sizeof *a->next);
+    a->team = row_team(c, B);
+    a->prev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->prev);
+    a->next = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->next);
     a->hist = loom_tape_tensor(t, (T + 1) * B + (S - 1) * a->nb * B, H);
     a->pre = loom_arena_alloc(ar, psteps * B * GH * sizeof(float));
     a->rec = c->split_rec ? loom_arena_alloc(ar, steps * B * GH * sizeof(float)) : NULL;
@@ -203,14 +237,64 @@ static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *d
     const float *xb = x->data + (size_t)r0 * B * In, *hb = a->hist->data + (size_t)r0 * B * H; /* h_r0 .. */
     float *g;
     if (x->requires_grad && (g = loom_tape_grad(t, x)))
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, In, GH, 1.0f, dP, GH, Wi->data, In, 1.0f,
-                    g + (size_t)r0 * B * In, In);
+        loom_kernel_gemm(0, 0, n, In, GH, 1.0f, dP, GH, Wi->data, In, 1.0f, g + (size_t)r0 * B * In, In);
     if (Wi->requires_grad && (g = loom_tape_grad(t, Wi)))
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, In, n, 1.0f, dP, GH, xb, In, 1.0f, g, In);
+        loom_kernel_gemm(1, 0, GH, In, n, 1.0f, dP, GH, xb, In, 1.0f, g, In);
     if (Wh->requires_grad && (g = loom_tape_grad(t, Wh)))
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, n, 1.0f, dR, GH, hb, H, 1.0f, g, H);
+        loom_kernel_gemm(1, 0, GH, H, n, 1.0f, dR, GH, hb, H, 1.0f, g, H);
     if (bi->requires_grad && (g = loom_tape_grad(t, bi))) loom_kernel_add_colsum(g, dP, n, GH);
     if (bh->requires_grad && (g = loom_tape_grad(t, bh))) loom_kernel_add_colsum(g, dR, n, GH);
+}
+
+/* What backward's steps share, and each thread's pointer arrays (at an offset). */
+typedef struct bwd_ctx {
+    fused_acts *a;
+    float *G, *gst, *dP, *dR;
+    float **dw;
+    const float **dnext;
+    float **dprev;
+} bwd_ctx;
+
+/* Backward steps hi down to lo over batch rows [r0, r1): the kernel gives each step's
+ * pre-activation gradient and the recurrent GEMM carries the state's gradient one step
+ * back; rows stay apart here too. Pointer arrays at offset o of the shared ones. */
+static void backward_rows(const bwd_ctx *k, int hi, int lo, int r0, int r1, size_t o)
+{
+    fused_acts *a = k->a;
+    loom_cell *c = a->c;
+    int B = a->B, H = c->hidden_size, GH = c->gates * H, S = c->n_state, C = a->C;
+    const float **prev = a->prev + o, **dnext = k->dnext + o;
+    float **next = a->next + o, **dprev = k->dprev + o;
+    loom_cell_tile tl = {.B = B, .H = H, .prev = prev, .next = next, .w = c->w, .dnext = dnext, .dprev = dprev, .dw = k->dw};
+    for (int s = hi; s >= lo; s--) {
+        tile_at(a, s, &tl, prev, next);
+        for (int q = 0; q < S; q++) {
+            dnext[q] = state_at(a, k->G, k->gst, q, s + 1);
+            dprev[q] = state_at(a, k->G, k->gst, q, s);
+        }
+        tl.dpre = k->dP + (size_t)(s % C) * B * GH;
+        tl.drec = c->split_rec ? k->dR + (size_t)(s % C) * B * GH : NULL;
+        const unsigned char *ks = a->keep + (size_t)s * B;
+        int all = step_all_kept(ks + r0, r1 - r0);
+        if (!all) /* an ended sequence's state gradient passes straight back; the kernel sees none */
+            for (int q = 0; q < S; q++)
+                for (int r = r0; r < r1; r++)
+                    if (!ks[r]) {
+                        float *dn = (float *)dnext[q] + (size_t)r * H, *dp = dprev[q] + (size_t)r * H;
+                        for (int i = 0; i < H; i++) dp[i] += dn[i], dn[i] = 0.0f;
+                    }
+        if (a->team > 1) c->backward(c, &tl, r0, r1);
+        else run_kernel(c->backward, c, &tl);
+        if (!all)
+            for (int r = r0; r < r1; r++)
+                if (!ks[r]) {
+                    memset(tl.dpre + (size_t)r * GH, 0, (size_t)GH * sizeof(float));
+                    if (tl.drec) memset(tl.drec + (size_t)r * GH, 0, (size_t)GH * sizeof(float));
+                }
+        /* dh_prev += dR_s W_hh: the state's gradient through the recurrent projection. */
+        loom_kernel_gemm(0, 0, r1 - r0, H, GH, 1.0f, (c->split_rec ? tl.drec : tl.dpre) + (size_t)r0 * GH, GH,
+                         c->w[1]->data, H, 1.0f, dprev[0] + (size_t)r0 * H, H);
+    }
 }
 
 /* Walks the window backwards, segment by segment (recomputing each but the one
@@ -229,8 +313,8 @@ static void fused_backward(loom_node *nd)
     float *dR = c->split_rec ? loom_arena_alloc(ar, blk * sizeof(float)) : dP;
     float *gst = !a->plain && S > 1 ? loom_arena_alloc(ar, inner * sizeof(float)) : NULL;
     float **dw = loom_arena_alloc(ar, (size_t)c->nw * sizeof *dw);
-    const float **dnext = loom_arena_alloc(ar, (size_t)S * sizeof *dnext);
-    float **dprev = loom_arena_alloc(ar, (size_t)S * sizeof *dprev);
+    const float **dnext = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *dnext);
+    float **dprev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *dprev);
     float *G = loom_tape_grad(t, a->hist); /* the gradient of every kept state */
     if (!dP || !dR || (!a->plain && S > 1 && !gst) || !dw || !dnext || !dprev || !G) {
         loom_tape_fail(t, LOOM_ENOMEM, "%s layer backward: out of memory", c->name);
@@ -246,40 +330,22 @@ static void fused_backward(loom_node *nd)
         }
         memset(dw[i], 0, n);
     }
-    const float **prev = a->prev;
-    float **next = a->next;
-    loom_cell_tile tl = {.B = B, .H = H, .prev = prev, .next = next, .w = c->w, .dnext = dnext, .dprev = dprev, .dw = dw};
+    bwd_ctx k = {a, G, gst, dP, dR, dw, dnext, dprev};
     for (int j = a->nseg - 1; j >= 0; j--) {
         if (a->seg != j) run_segment(a, j);
         if (gst) memset(gst, 0, inner * sizeof(float)); /* inner states' gradients start at zero, as kept ones do */
-        for (int s = seg_end(a, j) - 1; s >= j * a->K; s--) {
-            tile_at(a, s, &tl, prev, next);
-            for (int k = 0; k < S; k++) {
-                dnext[k] = state_at(a, G, gst, k, s + 1);
-                dprev[k] = state_at(a, G, gst, k, s);
-            }
-            tl.dpre = dP + (size_t)(s % C) * B * GH;
-            tl.drec = c->split_rec ? dR + (size_t)(s % C) * B * GH : NULL;
-            const unsigned char *ks = a->keep + (size_t)s * B;
-            int all = step_all_kept(ks, B);
-            if (!all) /* an ended sequence's state gradient passes straight back; the kernel sees none */
-                for (int k = 0; k < S; k++)
-                    for (int r = 0; r < B; r++)
-                        if (!ks[r]) {
-                            float *dn = (float *)dnext[k] + (size_t)r * H, *dp = dprev[k] + (size_t)r * H;
-                            for (int i = 0; i < H; i++) dp[i] += dn[i], dn[i] = 0.0f;
-                        }
-            run_kernel(c->backward, c, &tl);
-            if (!all)
-                for (int r = 0; r < B; r++)
-                    if (!ks[r]) {
-                        memset(tl.dpre + (size_t)r * GH, 0, (size_t)GH * sizeof(float));
-                        if (tl.drec) memset(tl.drec + (size_t)r * GH, 0, (size_t)GH * sizeof(float));
-                    }
-            /* dh_prev += dR_s W_hh: the state's gradient through the recurrent projection. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0f, c->split_rec ? tl.drec : tl.dpre, GH,
-                        c->w[1]->data, H, 1.0f, dprev[0], H);
-            if (s % C == 0) flush_block(t, a, s / C, dP, dR);
+        /* Runs of steps that end at a block's first step (or the segment's), walked back. */
+        for (int hi = seg_end(a, j) - 1, lo; hi >= j * a->K; hi = lo - 1) {
+            lo = hi / C * C > j * a->K ? hi / C * C : j * a->K;
+            if (a->team > 1) {
+#pragma omp parallel num_threads(a->team)
+                {
+                    int id = omp_get_thread_num(), n = omp_get_num_threads();
+                    backward_rows(&k, hi, lo, id * B / n, (id + 1) * B / n, (size_t)id * S);
+                }
+            } else
+                backward_rows(&k, hi, lo, 0, B, 0);
+            if (lo % C == 0) flush_block(t, a, lo / C, dP, dR);
             loom_tape_poll(t); /* lets work overlapped with backward (an all-reduce) progress */
         }
     }

@@ -1,5 +1,4 @@
 /* Affine op (x W^T + b, one GEMM each way) and the Linear / Embedding layers. */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,12 +12,12 @@ static void linear_backward(loom_node *nd)
     if (x->requires_grad) { /* dX[N,Ni] += dY[N,No] W[No,Ni] */
         float *gx = loom_tape_grad(nd->tape, x);
         if (!gx) return;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, Ni, No, 1.0f, y->grad, No, W->data, Ni, 1.0f, gx, Ni);
+        loom_kernel_gemm(0, 0, N, Ni, No, 1.0f, y->grad, No, W->data, Ni, 1.0f, gx, Ni);
     }
     if (W->requires_grad) { /* dW[No,Ni] += dY^T X */
         float *gw = loom_tape_grad(nd->tape, W);
         if (!gw) return;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, No, Ni, N, 1.0f, y->grad, No, x->data, Ni, 1.0f, gw, Ni);
+        loom_kernel_gemm(1, 0, No, Ni, N, 1.0f, y->grad, No, x->data, Ni, 1.0f, gw, Ni);
     }
     if (b && b->requires_grad) {
         float *gb = loom_tape_grad(nd->tape, b);
@@ -41,7 +40,7 @@ loom_tensor *loom_linear_apply(loom_tape *t, loom_tensor *x, loom_tensor *W, loo
     if (!y) return NULL;
     if (b)
         for (int r = 0; r < N; r++) memcpy(y->data + (size_t)r * No, b->data, (size_t)No * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, No, Ni, 1.0f, x->data, Ni, W->data, Ni, b ? 1.0f : 0.0f, y->data, No);
+    loom_kernel_gemm(0, 1, N, No, Ni, 1.0f, x->data, Ni, W->data, Ni, b ? 1.0f : 0.0f, y->data, No);
     loom_tensor *in[3] = {x, W, b};
     loom_node *nd = loom_tape_record(t, "linear", linear_backward, y, in, b ? 3 : 2);
     (void)nd;

@@ -24,21 +24,7 @@ import h5py
 import numpy as np
 import torch
 
-
-class CharModel(torch.nn.Module):
-    def __init__(self, cell, vocab, embed, hidden, layers):
-        super().__init__()
-        self.cell = cell
-        self.embedding = torch.nn.Embedding(vocab, embed)
-        rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell](embed, hidden, num_layers=layers)
-        setattr(self, cell, rnn)  # the attribute name gives the state_dict prefix: lstm.weight_ih_l0, ...
-        self.head = torch.nn.Linear(hidden, vocab)
-
-    def loss(self, ids):
-        x = self.embedding(ids[:-1]).unsqueeze(1)  # [T, 1, E], sequence first like loom
-        y, _ = getattr(self, self.cell)(x)
-        logits = self.head(y.squeeze(1))
-        return torch.nn.functional.cross_entropy(logits, ids[1:]).item()
+from char_lm_torch import CELLS, CharModel, load_checkpoint  # tests/, this script's folder
 
 
 def loom_eval(char_lm, ckpt, text_path):
@@ -57,7 +43,7 @@ def encode(text, vocab):
 def bidir_case(export, work, cell, tol=1e-5):
     """Part 3 for one cell: loom's bidirectional checkpoint in torch, then torch's weights in loom."""
     failures = 0
-    torch_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    torch_cls = CELLS[cell]
 
     def make(I, H, layers):
         model = torch.nn.Module()
@@ -131,12 +117,8 @@ def main():
         subprocess.run([char_lm, "--data", text_path, "--cell", cell, "--hidden", "16", "--layers", "2", "--embed", "8",
                         "--steps", "5", "--batch", "4", "--seq", "16", "--sample", "0", "--eval-every", "0",
                         "--checkpoint", ckpt], check=True, capture_output=True)
-        with h5py.File(ckpt, "r") as f:
-            vocab = bytes(f["config/vocab"][()])
-            hidden, layers, embed = (int(f[f"config/{k}"][()]) for k in ("hidden", "layers", "embed"))
-            state = {k: torch.from_numpy(np.array(v)) for k, v in f["model"].items()}
-        model = CharModel(cell, len(vocab), embed, hidden, layers)
-        model.load_state_dict(state, strict=True)
+        model, vocab, config = load_checkpoint(ckpt)
+        hidden, layers, embed = config["hidden"], config["layers"], config["embed"]
         ids = encode(text[:300], vocab)
         with torch.no_grad():
             torch_loss = model.loss(ids)
