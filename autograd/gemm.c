@@ -9,7 +9,7 @@ void loom_kernel_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
 {
     CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
     int team = omp_get_max_threads();
-    if (team > 1 && (double)M * N * K < LOOM_GEMM_PAR_MIN && !omp_in_parallel()) {
+    if (team > 1 && ((double)M * N * K < LOOM_GEMM_PAR_MIN || K < LOOM_GEMM_PAR_MIN_K) && !omp_in_parallel()) {
         /* OpenBLAS would split this one over the team and lose more to the fork and the thin
          * slices than it gains; the choice depends on the shape alone, so the bits do too. */
         omp_set_num_threads(1);

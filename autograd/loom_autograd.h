@@ -407,16 +407,21 @@ double loom_kernel_sumsq(const float *x, size_t n);
 
 /* ---------------------------------------------------------------- threads */
 
-/* GEMMs with fewer multiply-adds than this run on the calling thread alone (bench/gemm_threads
- * measured where OpenBLAS's split over 2 threads starts to pay on this project's machine). */
-#define LOOM_GEMM_PAR_MIN 8e6
+/* GEMMs with fewer multiply-adds than this, or a thinner inner dimension, run on the
+ * calling thread alone: on this project's machine OpenBLAS's 2-thread split lost below
+ * 2M multiply-adds and at K <= 16 (a stream of C, bound by memory) and won from 4M at
+ * K >= 64 (bench/gemm_threads.c measures it). */
+#define LOOM_GEMM_PAR_MIN 3e6
+#define LOOM_GEMM_PAR_MIN_K 32
 /* C = alpha op(A) op(B) + beta C, row-major, op transposing when ta / tb is 1: CBLAS sgemm,
- * on the OpenMP team from LOOM_GEMM_PAR_MIN multiply-adds up, else on this thread. */
+ * on the OpenMP team from the sizes above up, else on this thread. */
 void loom_kernel_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc);
 
 /* Elementwise kernels with fewer elements than this run serially. */
-#define LOOM_PAR_MIN 16384
+#ifndef LOOM_PAR_MIN
+#define LOOM_PAR_MIN 65536
+#endif
 /* Loop helpers for kernels (loom's and custom ops'). */
 /* Parallel-for over [0, n) with a static schedule when cond holds, else a plain loop.
  * A branch, not an if() clause: libgomp allocates a team even for a serialized region. */
