@@ -291,7 +291,8 @@ loom_tensor *loom_op_softmax_ce(loom_tape *t, loom_tensor *logits, const int *ta
 /* The same with label smoothing eps in [0, 1): each row's target distribution is (1-eps) on
  * its class plus eps/C on every class, as PyTorch's cross_entropy(label_smoothing=eps). */
 loom_tensor *loom_op_softmax_ce_smooth(loom_tape *t, loom_tensor *logits, const int *target, const float *weight, float eps);
-/* Weighted mean squared error: sum_r w_r * sum_c (p-y)^2 / (cols * sum w_r). weight may be NULL. */
+/* Weighted mean squared error: sum_r w_r * sum_c (p-y)^2 / (cols * sum w_r). weight may be NULL.
+ * Backward reads target again: keep its data unchanged until then (weight is copied). */
 loom_tensor *loom_op_mse(loom_tape *t, loom_tensor *pred, const loom_tensor *target, const float *weight);
 /* Inverted dropout with drop probability p, mask drawn from rng; p == 0 is the identity. */
 loom_tensor *loom_op_dropout(loom_tape *t, loom_tensor *a, float p, loom_rng *rng);

@@ -95,9 +95,12 @@ loom_tensor *loom_op_softmax_ce_smooth(loom_tape *t, loom_tensor *logits, const 
 }
 
 typedef struct mse_ctx {
-    float *diff; /* 2 * w_r * (p - y) / (cols * W) */
+    const float *y; /* the target, read again by backward */
+    float *w;       /* per row: w_r / (cols * W) */
 } mse_ctx;
 
+/* Gradient 2 w_r (p - y) / (cols * W), computed here rather than kept from forward: a
+ * sequence loss's N x D is a layer's whole output, too much to hold twice. */
 static void mse_backward(loom_node *nd)
 {
     loom_tensor *p = nd->in[0];
@@ -105,8 +108,8 @@ static void mse_backward(loom_node *nd)
     float *g = loom_tape_grad(nd->tape, p);
     if (!g) return;
     float d = nd->out->grad[0];
-    size_t n = loom_tensor_size(p);
-    LOOM_PFOR(i, n, g[i] += d * cx->diff[i];);
+    size_t n = loom_tensor_size(p), D = (size_t)p->cols;
+    LOOM_PFOR(i, n, g[i] += d * (2.0f * cx->w[i / D] * (p->data[i] - cx->y[i])););
 }
 
 loom_tensor *loom_op_mse(loom_tape *t, loom_tensor *pred, const loom_tensor *target, const float *weight)
@@ -126,23 +129,20 @@ loom_tensor *loom_op_mse(loom_tape *t, loom_tensor *pred, const loom_tensor *tar
     loom_arena *ar = loom_tape_arena(t);
     loom_tensor *out = loom_tape_tensor(t, 1, 1);
     mse_ctx *cx = loom_arena_alloc(ar, sizeof *cx);
-    float *diff = loom_arena_alloc(ar, (size_t)N * D * sizeof(float));
-    if (!out || !cx || !diff) return loom_tape_fail(t, LOOM_ENOMEM, "mse: out of memory");
+    float *w = loom_arena_alloc(ar, (size_t)N * sizeof(float)), *sq = loom_arena_alloc(ar, (size_t)N * sizeof(float));
+    if (!out || !cx || !w || !sq) return loom_tape_fail(t, LOOM_ENOMEM, "mse: out of memory");
     float inv = wsum > 0 ? (float)(1.0 / (wsum * D)) : 0.0f;
-    size_t n = (size_t)N * D;
-    /* One buffer, two passes: the weighted squares for the sum, then the gradient over them,
-     * which saves a second N x D buffer (a layer's whole output, for a sequence loss). */
-    LOOM_PFOR(i, n, {
-        float w = (weight ? weight[i / (size_t)D] : 1.0f) * inv;
-        float e = pred->data[i] - target->data[i];
-        diff[i] = w * e * e;
+    /* Each row's weighted squares summed in double, then the rows: the same bits on any thread count. */
+    LOOM_PFOR_IF((long)N * D >= LOOM_PAR_MIN, r, N, {
+        const float *p = pred->data + (size_t)r * D, *y = target->data + (size_t)r * D;
+        w[r] = (weight ? weight[r] : 1.0f) * inv;
+        double acc = 0;
+        for (int c = 0; c < D; c++) acc += (double)(p[c] - y[c]) * (p[c] - y[c]);
+        sq[r] = (float)(w[r] * acc);
     });
-    out->data[0] = (float)loom_kernel_sum(diff, n);
-    LOOM_PFOR(i, n, {
-        float w = (weight ? weight[i / (size_t)D] : 1.0f) * inv;
-        diff[i] = 2.0f * w * (pred->data[i] - target->data[i]);
-    });
-    cx->diff = diff;
+    out->data[0] = (float)loom_kernel_sum(sq, (size_t)N);
+    cx->y = target->data;
+    cx->w = w;
     loom_node *nd = loom_tape_record(t, "mse", mse_backward, out, &pred, 1);
     if (nd) nd->ctx = cx;
     return out;
