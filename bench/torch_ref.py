@@ -8,6 +8,7 @@ threads. Each run reports the BLAS it actually loaded (from /proc/self/maps).
 --blas pthread|openmp runs one set-up only."""
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,11 @@ def loaded_blas():
     return ", ".join(sorted(libs)) or "none found"
 
 
+def peak_rss_mib():
+    """This process's peak resident set so far (Linux: KiB), as bench.c's RSS column."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def run(name, steps):
     import torch
     i, h, b, t, layers, vocab, embed = CONFIGS[name]
@@ -79,7 +85,7 @@ def run(name, steps):
         times.append(time.perf_counter() - t0)
     med = statistics.median(times[1:])
     print(f"{name:<6} {i:6d} {h:6d} {b:4d} {t:4d} {med * 1e3:8.1f} {t * b / med:10.0f} "
-          f"{step_flops(i, h, b, t, layers, vocab) / med * 1e-9:8.1f}", flush=True)
+          f"{step_flops(i, h, b, t, layers, vocab) / med * 1e-9:8.1f} {peak_rss_mib():8.0f}", flush=True)
 
 
 def child(a):
@@ -87,8 +93,9 @@ def child(a):
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, BLAS: {loaded_blas()}, "
-          f"median of {a.steps} steps (after 1 warm-up)")
-    print(f"{'config':<6} {'I':>6} {'H':>6} {'B':>4} {'T':>4} {'ms/step':>8} {'tokens/s':>10} {'GFLOP/s':>8}")
+          f"median of {a.steps} steps (after 1 warm-up); peak RSS after the import {peak_rss_mib():.0f} MiB "
+          f"(RSS: the process's peak so far, so run one --config to read a model's alone)")
+    print(f"{'config':<6} {'I':>6} {'H':>6} {'B':>4} {'T':>4} {'ms/step':>8} {'tokens/s':>10} {'GFLOP/s':>8} {'RSS MiB':>8}")
     for name in CONFIGS if a.config == "all" else [a.config]:
         run(name, a.steps)
 
