@@ -19,3 +19,8 @@ void loom_kernel_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
     }
     cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+int loom_kernel_gemm_in_teams(void)
+{
+    return openblas_get_parallel() == 2; /* 2: the OpenMP build, single-threaded inside a team */
+}

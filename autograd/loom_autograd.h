@@ -418,6 +418,9 @@ double loom_kernel_sumsq(const float *x, size_t n);
  * on the OpenMP team from the sizes above up, else on this thread. */
 void loom_kernel_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc);
+/* 1 when the BLAS may be called from inside an OpenMP team and then runs on the calling
+ * thread (OpenBLAS's OpenMP build); a pthread build would start its own threads per call. */
+int loom_kernel_gemm_in_teams(void);
 
 /* Elementwise kernels with fewer elements than this run serially. */
 #ifndef LOOM_PAR_MIN

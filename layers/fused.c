@@ -55,7 +55,7 @@ static int row_team(const loom_cell *c, int B)
     int n = omp_get_max_threads();
     size_t w = (size_t)c->gates * c->hidden_size * c->hidden_size * sizeof(float);
     if (n > B / ROW_TEAM_MIN_ROWS) n = B / ROW_TEAM_MIN_ROWS;
-    return n > 1 && w <= ROW_TEAM_MAX_W && !omp_in_parallel() ? n : 1;
+    return n > 1 && w <= ROW_TEAM_MAX_W && !omp_in_parallel() && loom_kernel_gemm_in_teams() ? n : 1;
 }
 
 static int block_steps(int B) { return B >= BLOCK_ROWS ? 1 : (BLOCK_ROWS + B - 1) / B; }
@@ -171,9 +171,10 @@ static void run_segment(fused_acts *a, int j)
     }
     if (a->team > 1) {
 #pragma omp parallel num_threads(a->team)
-        {
-            int id = omp_get_thread_num(), n = omp_get_num_threads();
-            forward_rows(a, sa, sb, id * B / n, (id + 1) * B / n, a->prev + (size_t)id * S, a->next + (size_t)id * S);
+        { /* rows by the team's size, not the threads started: the same GEMMs, so the same bits */
+            for (int q = omp_get_thread_num(); q < a->team; q += omp_get_num_threads())
+                forward_rows(a, sa, sb, q * B / a->team, (q + 1) * B / a->team, a->prev + (size_t)q * S,
+                             a->next + (size_t)q * S);
         }
     } else
         forward_rows(a, sa, sb, 0, B, a->prev, a->next);
@@ -183,7 +184,7 @@ static void run_segment(fused_acts *a, int j)
 static void fused_backward(loom_node *nd);
 
 loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, int B, const unsigned char *keep,
-                             loom_tensor *const *init, int K, loom_tensor **y, loom_tensor **last)
+                             loom_tensor *const *init, int K, int row_teams, loom_tensor **y, loom_tensor **last)
 {
     int H = c->hidden_size, GH = c->gates * H, S = c->n_state, N = T * B;
     loom_arena *ar = loom_tape_arena(t);
@@ -197,7 +198,7 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     /* Steps the scratch holds: pre also the blocks a segment's ends fall in. */
     size_t steps = plain ? (size_t)T : (size_t)a->K, psteps = plain ? (size_t)T : (size_t)a->K + 2 * (size_t)a->C;
     if (psteps > (size_t)T) psteps = (size_t)T;
-    a->team = row_team(c, B);
+    a->team = row_teams ? row_team(c, B) : 1;
     a->prev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->prev);
     a->next = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->next);
     a->hist = loom_tape_tensor(t, (T + 1) * B + (S - 1) * a->nb * B, H);
@@ -339,10 +340,8 @@ static void fused_backward(loom_node *nd)
             lo = hi / C * C > j * a->K ? hi / C * C : j * a->K;
             if (a->team > 1) {
 #pragma omp parallel num_threads(a->team)
-                {
-                    int id = omp_get_thread_num(), n = omp_get_num_threads();
-                    backward_rows(&k, hi, lo, id * B / n, (id + 1) * B / n, (size_t)id * S);
-                }
+                for (int q = omp_get_thread_num(); q < a->team; q += omp_get_num_threads())
+                    backward_rows(&k, hi, lo, q * B / a->team, (q + 1) * B / a->team, (size_t)q * S);
             } else
                 backward_rows(&k, hi, lo, 0, B, 0);
             if (lo % C == 0) flush_block(t, a, lo / C, dP, dR);

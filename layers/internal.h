@@ -10,9 +10,10 @@
 /* Runs a fused cell over a window, recorded as one tape node: x [T*B x I],
  * keep [T*B] (0 where a sequence has ended), init[n_state] [B x H]. Gives the
  * output y [T*B x H] and the final states last[n_state] [B x H]. K > 0 (and < T):
- * keep the inner activations of one segment of K steps only, recompute in backward. */
+ * keep the inner activations of one segment of K steps only, recompute in backward.
+ * row_teams: see loom_seq_set_row_teams. */
 loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, int B, const unsigned char *keep,
-                             loom_tensor *const *init, int K, loom_tensor **y, loom_tensor **last);
+                             loom_tensor *const *init, int K, int row_teams, loom_tensor **y, loom_tensor **last);
 
 /* The same for any cell, from its step: unrolled on the tape one step at a time. */
 loom_status loom_layer_unrolled(loom_tape *t, loom_cell *c, loom_tensor *x, int T, int B, const unsigned char *keep,

@@ -155,6 +155,7 @@ typedef struct loom_seq {
     int bidirectional;   /* read-only: 1 after loom_seq_set_bidirectional(s, 1) */
     loom_cell *rcells;   /* bidirectional: [layers] the reverse direction's cells, owned; else NULL */
     int recompute;       /* read-only: K of loom_seq_set_recompute (0: off) */
+    int row_teams;       /* read-only: 1 (default) after loom_seq_init, see loom_seq_set_row_teams */
     loom_tape *scratch;  /* read-only, owned: where unfused layers recompute (NULL until one does) */
 } loom_seq;
 
@@ -198,6 +199,11 @@ loom_status loom_seq_set_bidirectional(loom_seq *s, int on);
  * backward at a time per stack); a cell's step must not draw random numbers. K = 0 turns it
  * off; K >= T is the plain path. May be called at any time; applies from the next forward. */
 loom_status loom_seq_set_recompute(loom_seq *s, int K);
+/* Threads in a fused layer (on = 1, the default): when the recurrent weights are small (6 MiB
+ * or less) each thread takes a range of the batch's rows for a whole block of steps, so a step
+ * costs no fork or join; on = 0 splits every step's GEMM and kernel over the threads instead.
+ * Either way the bits depend only on the shapes and the thread count. */
+loom_status loom_seq_set_row_teams(loom_seq *s, int on);
 /* Marks the batch as rows [row0, row0 + rows) of a global batch split over processes:
  * dropout masks are then drawn per global row, the same for any split. */
 void loom_seq_set_shard(loom_seq *s, int row0, int global_batch);

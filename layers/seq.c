@@ -37,6 +37,7 @@ loom_status loom_seq_init(loom_seq *s, const loom_cell *cells, int layers, float
     s->layers = layers;
     s->dropout = dropout;
     s->fused = 1;
+    s->row_teams = 1;
     return LOOM_OK;
 }
 
@@ -145,6 +146,14 @@ loom_status loom_seq_set_recompute(loom_seq *s, int K)
     return LOOM_OK;
 }
 
+loom_status loom_seq_set_row_teams(loom_seq *s, int on)
+{
+    if (!s) return LOOM_NULL_ARG("seq_set_row_teams", "stack");
+    if (on != 0 && on != 1) return loom_error_set(LOOM_EARG, "seq_set_row_teams: on is %d; 1 or 0", on);
+    s->row_teams = on;
+    return LOOM_OK;
+}
+
 void loom_seq_set_shard(loom_seq *s, int row0, int global_batch)
 {
     if (!s || row0 < 0 || global_batch < 0) { /* void: the message is all it can leave */
@@ -172,7 +181,7 @@ static loom_status run_layer(loom_seq *s, loom_cell *c, loom_tape *t, loom_tenso
                              const unsigned char *keep, loom_tensor *const *init, loom_tensor **y, loom_tensor **last)
 {
     int K = s->recompute;
-    if (s->fused && c->forward) return loom_layer_fused(t, c, in, T, B, keep, init, K, y, last);
+    if (s->fused && c->forward) return loom_layer_fused(t, c, in, T, B, keep, init, K, s->row_teams, y, last);
     if (K <= 0 || K >= T) return loom_layer_unrolled(t, c, in, T, B, keep, init, y, last);
     if (!s->scratch && !(s->scratch = loom_tape_new(1u << 20))) /* once: it keeps its memory between steps */
         return loom_tape_fail(t, LOOM_ENOMEM, "seq: out of memory for the recompute tape"), LOOM_ENOMEM;

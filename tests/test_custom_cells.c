@@ -114,11 +114,12 @@ static double max_abs_grad(const loom_tensor *t)
 }
 
 /* Fused and primitive runs of the same 2-layer stack from the same parameters. */
-static void fused_matches_primitive(int I, int H, int T, int B)
+static void fused_matches_primitive(int I, int H, int T, int B, int row_teams)
 {
     model a, b;
     model_init(&a, 2, I, H, T, B, 1);
     model_init(&b, 2, I, H, T, B, 0);
+    cr_assert_eq(loom_seq_set_row_teams(&a.seq, row_teams), LOOM_OK);
     float la = run_once(&a), lb = run_once(&b);
     /* The fused path is one tape node per layer, not T steps of ops: else this compares the step with itself. */
     cr_expect_lt(a.tape_nodes, b.tape_nodes / 4, "fused run recorded %d nodes, primitive %d", a.tape_nodes, b.tape_nodes);
@@ -137,17 +138,19 @@ static void fused_matches_primitive(int I, int H, int T, int B)
 
 Test(peephole, fused_equals_primitive_ops)
 {
-    fused_matches_primitive(13, 24, 9, 4);
+    fused_matches_primitive(13, 24, 9, 4, 1);
 }
 
-/* B*H above LOOM_PAR_MIN: the layer splits each step's rows over two threads, each
- * adding its rows' peephole gradients into rows of its own. H 300 is one column
- * block of the backward kernel (256) and a partial one. */
+/* Two threads, each adding its rows' peephole gradients into rows of its own: as a row
+ * team over whole blocks (the default), and with teams off, B*H above LOOM_PAR_MIN, each
+ * step's kernel split over the threads. H 300 is one column block of the backward kernel
+ * (256) and a partial one. */
 Test(peephole, fused_equals_primitive_ops_rows_on_two_threads)
 {
     int was = loom_threads_get();
     loom_threads_set(2);
-    fused_matches_primitive(8, 300, 4, 64);
+    fused_matches_primitive(8, 300, 4, 256, 1);
+    fused_matches_primitive(8, 300, 4, 256, 0);
     loom_threads_set(was);
 }
 

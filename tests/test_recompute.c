@@ -52,6 +52,7 @@ typedef struct setup {
     int from;       /* 1: loom_seq_forward_from with initial states that need a gradient; 0: loom_seq_forward */
     int ragged;     /* variable lengths */
     const char *frozen; /* a parameter to freeze, or NULL */
+    int steps_split;    /* 1: loom_seq_set_row_teams(0), each step split over the threads */
 } setup;
 
 typedef struct model {
@@ -71,6 +72,7 @@ static void model_new(model *m, setup u)
     for (int l = 0; l < u.layers; l++) cell_init(&cells[l], u.kind, l ? u.H : u.I, u.H);
     cr_assert_eq(loom_seq_init(&m->seq, cells, u.layers, u.dropout), LOOM_OK, "%s", loom_error_message());
     m->seq.fused = u.fused;
+    if (u.steps_split) cr_assert_eq(loom_seq_set_row_teams(&m->seq, 0), LOOM_OK);
     if (u.bidir) cr_assert_eq(loom_seq_set_bidirectional(&m->seq, 1), LOOM_OK, "%s", loom_error_message());
     cr_assert_not_null(m->ps = loom_params_new());
     cr_assert_eq(loom_seq_declare(&m->seq, m->ps, u.kind), LOOM_OK, "%s", loom_error_message());
@@ -207,8 +209,8 @@ static void every_way(const char *kind, int fused)
 {
     for (int bidir = 0; bidir < 2; bidir++)
         for (int from = 0; from < 2; from++)
-            compare((setup){kind, fused, bidir, 2, 13, 3, 4, 5, 0.3f, from, 1, NULL}, KS, 7, 1);
-    compare((setup){kind, fused, 0, 1, 13, 3, 4, 5, 0.0f, 0, 0, NULL}, KS, 7, 1);
+            compare((setup){kind, fused, bidir, 2, 13, 3, 4, 5, 0.3f, from, 1, NULL, 0}, KS, 7, 1);
+    compare((setup){kind, fused, 0, 1, 13, 3, 4, 5, 0.0f, 0, 0, NULL, 0}, KS, 7, 1);
 }
 
 Test(recompute, lstm_bit_identical) { every_way("lstm", 1), every_way("lstm", 0); }
@@ -219,19 +221,24 @@ Test(recompute, step_only_user_cells_bit_identical) { every_way("ind", 1), every
 
 Test(recompute, frozen_parameters_bit_identical)
 {
-    compare((setup){"lstm", 1, 1, 2, 13, 3, 4, 5, 0.3f, 1, 1, "lstm.weight_hh_l0"}, KS, 7, 1);
-    compare((setup){"peephole", 1, 0, 2, 13, 3, 4, 5, 0.3f, 1, 1, "peephole.peep_f_l1"}, KS, 7, 1);
-    compare((setup){"ind", 0, 0, 2, 13, 3, 4, 5, 0.3f, 1, 1, "ind.u_l0"}, KS, 7, 1);
+    compare((setup){"lstm", 1, 1, 2, 13, 3, 4, 5, 0.3f, 1, 1, "lstm.weight_hh_l0", 0}, KS, 7, 1);
+    compare((setup){"peephole", 1, 0, 2, 13, 3, 4, 5, 0.3f, 1, 1, "peephole.peep_f_l1", 0}, KS, 7, 1);
+    compare((setup){"ind", 0, 0, 2, 13, 3, 4, 5, 0.3f, 1, 1, "ind.u_l0", 0}, KS, 7, 1);
 }
 
 /* B = 130 makes the fused layer's GEMM blocks 4 steps, so segments start and end inside
- * blocks; B = 520 with H = 32 splits each kernel call over two threads. */
+ * blocks. On two threads each thread owns rows for whole blocks (row teams, the default);
+ * with them off, B = 1024 with H = 64 (B*H = LOOM_PAR_MIN) splits each kernel call over
+ * the two threads. */
 Test(recompute, segments_across_blocks_and_threads)
 {
     static const int ks[] = {1, 3, 5, 6, 7};
-    compare((setup){"lstm", 1, 0, 2, 19, 130, 3, 6, 0.3f, 1, 1, NULL}, ks, 5, 2);
-    compare((setup){"gru", 1, 1, 1, 19, 130, 3, 6, 0.0f, 0, 1, NULL}, ks, 5, 2);
-    compare((setup){"peephole", 1, 0, 1, 9, 520, 3, 32, 0.0f, 1, 1, NULL}, ks, 3, 2);
+    compare((setup){"lstm", 1, 0, 2, 19, 130, 3, 6, 0.3f, 1, 1, NULL, 0}, ks, 5, 2);
+    compare((setup){"gru", 1, 1, 1, 19, 130, 3, 6, 0.0f, 0, 1, NULL, 0}, ks, 5, 2);
+    compare((setup){"peephole", 1, 0, 1, 9, 520, 3, 32, 0.0f, 1, 1, NULL, 0}, ks, 3, 2);
+    compare((setup){"lstm", 1, 0, 2, 19, 130, 3, 6, 0.3f, 1, 1, NULL, 1}, ks, 5, 2);
+    compare((setup){"gru", 1, 1, 1, 19, 130, 3, 6, 0.0f, 0, 1, NULL, 1}, ks, 5, 2);
+    compare((setup){"peephole", 1, 0, 1, 9, 1024, 3, 64, 0.0f, 1, 1, NULL, 1}, ks, 3, 2);
 }
 
 /* Evaluation (recording off, no dropout): the same outputs, and nothing recorded. */
@@ -240,7 +247,7 @@ Test(recompute, inference_without_recording)
     static const char *const kinds[] = {"lstm", "ind"};
     for (int i = 0; i < 2; i++) {
         model m;
-        model_new(&m, (setup){kinds[i], 1, 1, 2, 13, 3, 4, 5, 0.3f, 0, 1, NULL});
+        model_new(&m, (setup){kinds[i], 1, 1, 2, 13, 3, 4, 5, 0.3f, 0, 1, NULL, 0});
         float *y[2];
         size_t n = 0;
         for (int r = 0; r < 2; r++) {
@@ -267,7 +274,7 @@ Test(recompute, inference_without_recording)
 static void train(const char *kind, int fused, int K, float *out, size_t n)
 {
     model m;
-    model_new(&m, (setup){kind, fused, 0, 2, 12, 4, 3, 6, 0.3f, 0, 1, NULL});
+    model_new(&m, (setup){kind, fused, 0, 2, 12, 4, 3, 6, 0.3f, 0, 1, NULL, 0});
     cr_assert_eq(loom_params_size(m.ps), n);
     cr_assert_eq(loom_seq_set_recompute(&m.seq, K), LOOM_OK);
     loom_optim o;
@@ -295,7 +302,7 @@ Test(recompute, training_steps_bit_identical)
     static const char *const kinds[] = {"lstm", "peephole", "ind"};
     for (int i = 0; i < 3; i++) {
         model m;
-        model_new(&m, (setup){kinds[i], 1, 0, 2, 12, 4, 3, 6, 0.3f, 0, 1, NULL});
+        model_new(&m, (setup){kinds[i], 1, 0, 2, 12, 4, 3, 6, 0.3f, 0, 1, NULL, 0});
         size_t n = loom_params_size(m.ps);
         model_free(&m);
         float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
@@ -339,9 +346,9 @@ static void gradcheck(setup u, int K)
 
 Test(recompute, gradcheck_variable_lengths, .timeout = 120)
 {
-    gradcheck((setup){"lstm", 1, 0, 2, 7, 3, 2, 3, 0.3f, 1, 1, NULL}, 3);
-    gradcheck((setup){"gru", 1, 1, 1, 7, 3, 2, 3, 0.0f, 1, 1, NULL}, 2);
-    gradcheck((setup){"ind", 0, 1, 2, 7, 3, 2, 3, 0.3f, 1, 1, NULL}, 3);
+    gradcheck((setup){"lstm", 1, 0, 2, 7, 3, 2, 3, 0.3f, 1, 1, NULL, 0}, 3);
+    gradcheck((setup){"gru", 1, 1, 1, 7, 3, 2, 3, 0.0f, 1, 1, NULL, 0}, 2);
+    gradcheck((setup){"ind", 0, 1, 2, 7, 3, 2, 3, 0.3f, 1, 1, NULL, 0}, 3);
 }
 
 /* ---------------------------------------------------------------- memory */
@@ -350,7 +357,7 @@ Test(recompute, gradcheck_variable_lengths, .timeout = 120)
 static size_t arena_bytes(const char *kind, int fused, int T, int B, int K)
 {
     model m;
-    model_new(&m, (setup){kind, fused, 0, 1, T, B, 8, 32, 0.0f, 0, 0, NULL});
+    model_new(&m, (setup){kind, fused, 0, 1, T, B, 8, 32, 0.0f, 0, 0, NULL, 0});
     cr_assert_eq(loom_seq_set_recompute(&m.seq, K), LOOM_OK);
     loom_tape *t = loom_tape_new(0);
     loom_seq_out o;
