@@ -38,6 +38,7 @@ static const config CONFIGS[] = {
 
 static double peak_gflops; /* the in-run sgemm limit, 0 when not measured */
 static int overlap = 1;    /* --overlap: the gradient all-reduce overlapped with backward (under mpirun) */
+static int row_teams = 1;  /* --row-teams: loom_seq_set_row_teams, to compare the two thread layouts */
 
 static double now(void)
 {
@@ -124,7 +125,8 @@ static int run(loom_dist *d, const config *c, int steps)
     loom_train_config tc = loom_train_defaults("bench");
     tc.steps = steps + 1, tc.log_every = 0, tc.progress = 0, tc.max_loss_ratio = 0, tc.overlap = overlap;
     loom_trainer tr;
-    if (loom_seq_init(&k.seq, cells, c->layers, 0.0f) != LOOM_OK || loom_seq_declare(&k.seq, ps, c->cell) != LOOM_OK ||
+    if (loom_seq_init(&k.seq, cells, c->layers, 0.0f) != LOOM_OK || loom_seq_set_row_teams(&k.seq, row_teams) != LOOM_OK ||
+        loom_seq_declare(&k.seq, ps, c->cell) != LOOM_OK ||
         (c->vocab && (loom_embedding_declare(&k.emb, ps, "embedding", c->vocab, c->embed) != LOOM_OK ||
                       loom_linear_declare(&k.head, ps, "head", H, c->vocab) != LOOM_OK)) ||
         loom_params_alloc(ps, &k.rng) != LOOM_OK ||
@@ -190,8 +192,9 @@ static int bench_main(loom_dist *d, int argc, char **argv)
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) loom_threads_set(atoi(argv[++i]));
         else if (strcmp(argv[i], "--peak") == 0 && i + 1 < argc) peak = atoi(argv[++i]);
         else if (strcmp(argv[i], "--overlap") == 0 && i + 1 < argc) overlap = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--row-teams") == 0 && i + 1 < argc) row_teams = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N] [--peak N] [--overlap 0|1]\n%s: unknown or incomplete flag\n",
+            fprintf(stderr, "usage: bench [--config S|M|L|C|P|all] [--steps N] [--threads N] [--peak N] [--overlap 0|1] [--row-teams 0|1]\n%s: unknown or incomplete flag\n",
                     argv[i]);
             return d->agreed = 1, 2;
         }
