@@ -108,8 +108,12 @@ static void mse_backward(loom_node *nd)
     float *g = loom_tape_grad(nd->tape, p);
     if (!g) return;
     float d = nd->out->grad[0];
-    size_t n = loom_tensor_size(p), D = (size_t)p->cols;
-    LOOM_PFOR(i, n, g[i] += d * (2.0f * cx->w[i / D] * (p->data[i] - cx->y[i])););
+    size_t D = (size_t)p->cols;
+    LOOM_PFOR_IF((long)loom_tensor_size(p) >= LOOM_PAR_MIN, r, p->rows, { /* by rows: no division per element */
+        float wr = cx->w[r], *gr = g + (size_t)r * D;
+        const float *pr = p->data + (size_t)r * D, *yr = cx->y + (size_t)r * D;
+        for (size_t c = 0; c < D; c++) gr[c] += d * (2.0f * wr * (pr[c] - yr[c]));
+    });
 }
 
 loom_tensor *loom_op_mse(loom_tape *t, loom_tensor *pred, const loom_tensor *target, const float *weight)

@@ -207,7 +207,8 @@ static int bench_main(loom_dist *d, int argc, char **argv)
     if (peak > 0) {
         peak_gflops = bench_sgemm_peak(peak, 3);
         if (d->rank == 0)
-            printf("sgemm peak: %.1f GFLOP/s (OpenBLAS, %d^3, %d threads, best of 3)\n", peak_gflops, peak, loom_threads_get());
+            printf("sgemm peak: %.1f GFLOP/s (OpenBLAS %s kernels, %d^3, %d threads, best of 3)\n", peak_gflops,
+                   bench_blas_core(), peak, loom_threads_get());
     }
     if (d->rank == 0) {
         printf("loom, %d rank%s x %d OpenMP threads, median of %d steps (after 1 warm-up); B is the global batch%s\n",

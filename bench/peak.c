@@ -30,3 +30,5 @@ double bench_sgemm_peak(int n, int reps)
     free(a), free(b), free(c);
     return best;
 }
+
+const char *bench_blas_core(void) { return openblas_get_corename(); }

@@ -46,6 +46,17 @@ def loaded_blas():
     return ", ".join(sorted(libs)) or "none found"
 
 
+def blas_core():
+    """The kernel set the loaded OpenBLAS runs (OPENBLAS_CORETYPE pins it), as bench prints it."""
+    import ctypes
+    for path in loaded_blas().split(", "):
+        if "openblas" in path:
+            lib = ctypes.CDLL(path)  # already mapped: the same library, not a second copy
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return lib.openblas_get_corename().decode()
+    return "unknown"
+
+
 def peak_rss_mib():
     """This process's peak resident set so far (Linux: KiB), as bench.c's RSS column."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -92,7 +103,7 @@ def child(a):
     import torch
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, BLAS: {loaded_blas()}, "
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, BLAS: {loaded_blas()} ({blas_core()} kernels), "
           f"median of {a.steps} steps (after 1 warm-up); peak RSS after the import {peak_rss_mib():.0f} MiB "
           f"(RSS: the process's peak so far, so run one --config to read a model's alone)")
     print(f"{'config':<6} {'I':>6} {'H':>6} {'B':>4} {'T':>4} {'ms/step':>8} {'tokens/s':>10} {'GFLOP/s':>8} {'RSS MiB':>8}")

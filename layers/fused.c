@@ -39,6 +39,8 @@ typedef struct fused_acts {
     const float **prev;        /* [team][n_state] each thread's tile state pointers */
     float **next;
     int team;                  /* threads that each own a range of batch rows over the whole window (1: none) */
+    float *pk, *pki;           /* W_hh^T, W_ih^T packed once for the window (NULL: OpenBLAS's GEMMs); with them
+                                * each thread projects its own rows' input at every step, no block GEMMs */
 } fused_acts;
 
 /* Threads that each own batch rows for the whole window: all of them when the recurrent
@@ -56,6 +58,15 @@ static int row_team(const loom_cell *c, int B)
     size_t w = (size_t)c->gates * c->hidden_size * c->hidden_size * sizeof(float);
     if (n > B / ROW_TEAM_MIN_ROWS) n = B / ROW_TEAM_MIN_ROWS;
     return n > 1 && w <= ROW_TEAM_MAX_W && !omp_in_parallel() && loom_kernel_gemm_in_teams() ? n : 1;
+}
+
+/* The recurrent GEMMs on loom's packed kernel (W_hh packed once per window, not once per
+ * step and thread as OpenBLAS does): where it matches OpenBLAS's rate, and where each
+ * step's GEMM runs on one thread anyway (row teams, or one thread in all). */
+static int packed_rec(const loom_cell *c, int team)
+{
+    size_t w = (size_t)c->gates * c->hidden_size * c->hidden_size * sizeof(float);
+    return w <= ROW_TEAM_MAX_W && (team > 1 || omp_get_max_threads() == 1) && loom_kernel_packed_fast();
 }
 
 static int block_steps(int B) { return B >= BLOCK_ROWS ? 1 : (BLOCK_ROWS + B - 1) / B; }
@@ -124,13 +135,20 @@ static void forward_rows(fused_acts *a, int sa, int sb, int r0, int r1, const fl
     loom_cell_tile tl = {.B = B, .H = H, .prev = prev, .next = next, .w = c->w};
     for (int s = sa; s < sb; s++) {
         tile_at(a, s, &tl, prev, next);
+        if (a->pki) { /* the input projection of this step's rows */
+            float *pp = tl.pre + (size_t)r0 * GH;
+            fill_rows(pp, c->w[2]->data, (size_t)n, GH);
+            loom_kernel_gemm_packed(n, GH, c->input_size, a->x->data + ((size_t)s * B + r0) * c->input_size,
+                                    c->input_size, a->pki, pp, GH);
+        }
         /* The recurrent projection: one GEMM per step, into pre or, split, into rec. */
         float *rp = (c->split_rec ? tl.rec : tl.pre) + (size_t)r0 * GH;
         if (c->split_rec) fill_rows(rp, c->w[3]->data, (size_t)n, GH);
         else
             for (int r = 0; r < n; r++)
                 for (int i = 0; i < GH; i++) rp[(size_t)r * GH + i] += c->w[3]->data[i];
-        loom_kernel_gemm(0, 1, n, GH, H, 1.0f, prev[0] + (size_t)r0 * H, H, c->w[1]->data, H, 1.0f, rp, GH);
+        if (a->pk) loom_kernel_gemm_packed(n, GH, H, prev[0] + (size_t)r0 * H, H, a->pk, rp, GH);
+        else loom_kernel_gemm(0, 1, n, GH, H, 1.0f, prev[0] + (size_t)r0 * H, H, c->w[1]->data, H, 1.0f, rp, GH);
         if (a->team > 1) c->forward(c, &tl, r0, r1);
         else run_kernel(c->forward, c, &tl);
         const unsigned char *ks = a->keep + (size_t)s * B;
@@ -148,7 +166,7 @@ static void run_segment(fused_acts *a, int j)
     loom_cell *c = a->c;
     int B = a->B, H = c->hidden_size, GH = c->gates * H, In = c->input_size, S = c->n_state, C = a->C;
     int sa = j * a->K, sb = seg_end(a, j), q0 = sa / C, q1 = (sb - 1) / C, moved = -1;
-    if (!a->plain) {
+    if (!a->plain && !a->pki) {
         /* A block shared with the neighbour just run (forward: the one before; backward: the
          * one after) keeps this segment's rows as projected: moved, not projected again. */
         int fwd = a->seg == j - 1 && j > 0 && a->tail_ok && q0 == (sa - 1) / C;
@@ -160,9 +178,9 @@ static void run_segment(fused_acts *a, int j)
             memmove(a->pre + (size_t)(moved - q0) * C * B * GH, a->pre + (size_t)(moved * C - a->pre0) * B * GH,
                     (size_t)n * GH * sizeof(float));
         }
-        a->pre0 = q0 * C, a->ws0 = sa;
     }
-    for (int q = q0; q <= q1; q++) {
+    if (!a->plain) a->pre0 = q0 * C, a->ws0 = sa;
+    for (int q = q0; q <= q1 && !a->pki; q++) {
         if (q == moved) continue;
         int r0 = q * C, n = (r0 + C < a->T ? C : a->T - r0) * B;
         float *p = a->pre + (size_t)(r0 - a->pre0) * B * GH;
@@ -206,11 +224,18 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     a->rec = c->split_rec ? loom_arena_alloc(ar, steps * B * GH * sizeof(float)) : NULL;
     a->ws = c->ws_cols ? loom_arena_alloc(ar, steps * B * c->ws_cols * sizeof(float)) : NULL;
     a->st = !plain && S > 1 ? loom_arena_alloc(ar, (size_t)(S - 1) * (a->K + 1) * B * H * sizeof(float)) : NULL;
+    int packed = packed_rec(c, a->team);
+    a->pk = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(H, GH) * sizeof(float)) : NULL;
+    a->pki = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(c->input_size, GH) * sizeof(float)) : NULL;
     if (!a->prev || !a->next || !a->hist || !a->pre || (c->split_rec && !a->rec) || (c->ws_cols && !a->ws) ||
-        (!plain && S > 1 && !a->st))
+        (!plain && S > 1 && !a->st) || (packed && (!a->pk || !a->pki)))
         return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory for a window of %dx%d", c->name, T, B), LOOM_ENOMEM;
     for (int k = 0; k < S; k++)
         memcpy(a->hist->data + hist_row(a, k, 0) * H, init[k]->data, (size_t)B * H * sizeof(float));
+    if (packed) {
+        loom_kernel_pack_b(1, H, GH, c->w[1]->data, H, a->pk);
+        loom_kernel_pack_b(1, c->input_size, GH, c->w[0]->data, c->input_size, a->pki);
+    }
     for (int j = 0; j < a->nseg; j++) run_segment(a, j);
 
     int n_in = 1 + c->nw + S;
@@ -229,7 +254,7 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
 
 /* The GEMMs of block q once its pre-activation gradients are in dP (and dR):
  * the input's gradient and the weight gradients, added in the block order. */
-static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *dP, const float *dR)
+static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *dP, const float *dR, int dx_done)
 {
     loom_cell *c = a->c;
     int B = a->B, H = c->hidden_size, GH = c->gates * H, In = c->input_size, r0 = q * a->C;
@@ -237,7 +262,7 @@ static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *d
     loom_tensor *x = a->x, *Wi = c->w[0], *Wh = c->w[1], *bi = c->w[2], *bh = c->w[3];
     const float *xb = x->data + (size_t)r0 * B * In, *hb = a->hist->data + (size_t)r0 * B * H; /* h_r0 .. */
     float *g;
-    if (x->requires_grad && (g = loom_tape_grad(t, x)))
+    if (!dx_done && x->requires_grad && (g = loom_tape_grad(t, x)))
         loom_kernel_gemm(0, 0, n, In, GH, 1.0f, dP, GH, Wi->data, In, 1.0f, g + (size_t)r0 * B * In, In);
     if (Wi->requires_grad && (g = loom_tape_grad(t, Wi)))
         loom_kernel_gemm(1, 0, GH, In, n, 1.0f, dP, GH, xb, In, 1.0f, g, In);
@@ -251,6 +276,8 @@ static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *d
 typedef struct bwd_ctx {
     fused_acts *a;
     float *G, *gst, *dP, *dR;
+    float *pk;      /* W_hh packed for dh_prev += dR W_hh (NULL: OpenBLAS's per call) */
+    float *pkx, *gx; /* W_ih packed for the input's gradient at each step (NULL: per block), and that gradient */
     float **dw;
     const float **dnext;
     float **dprev;
@@ -293,8 +320,12 @@ static void backward_rows(const bwd_ctx *k, int hi, int lo, int r0, int r1, size
                     if (tl.drec) memset(tl.drec + (size_t)r * GH, 0, (size_t)GH * sizeof(float));
                 }
         /* dh_prev += dR_s W_hh: the state's gradient through the recurrent projection. */
-        loom_kernel_gemm(0, 0, r1 - r0, H, GH, 1.0f, (c->split_rec ? tl.drec : tl.dpre) + (size_t)r0 * GH, GH,
-                         c->w[1]->data, H, 1.0f, dprev[0] + (size_t)r0 * H, H);
+        const float *dr = (c->split_rec ? tl.drec : tl.dpre) + (size_t)r0 * GH;
+        if (k->pk) loom_kernel_gemm_packed(r1 - r0, H, GH, dr, GH, k->pk, dprev[0] + (size_t)r0 * H, H);
+        else loom_kernel_gemm(0, 0, r1 - r0, H, GH, 1.0f, dr, GH, c->w[1]->data, H, 1.0f, dprev[0] + (size_t)r0 * H, H);
+        if (k->pkx) /* dx_s += dP_s W_ih, this step's rows */
+            loom_kernel_gemm_packed(r1 - r0, c->input_size, GH, tl.dpre + (size_t)r0 * GH, GH, k->pkx,
+                                    k->gx + ((size_t)s * B + r0) * c->input_size, c->input_size);
     }
 }
 
@@ -317,7 +348,10 @@ static void fused_backward(loom_node *nd)
     const float **dnext = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *dnext);
     float **dprev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *dprev);
     float *G = loom_tape_grad(t, a->hist); /* the gradient of every kept state */
-    if (!dP || !dR || (!a->plain && S > 1 && !gst) || !dw || !dnext || !dprev || !G) {
+    float *pk = a->pk ? loom_arena_alloc(ar, loom_kernel_pack_size(GH, H) * sizeof(float)) : NULL;
+    float *gx = a->pki && a->x->requires_grad ? loom_tape_grad(t, a->x) : NULL;
+    float *pkx = gx ? loom_arena_alloc(ar, loom_kernel_pack_size(GH, c->input_size) * sizeof(float)) : NULL;
+    if (!dP || !dR || (!a->plain && S > 1 && !gst) || !dw || !dnext || !dprev || !G || (a->pk && !pk) || (gx && !pkx)) {
         loom_tape_fail(t, LOOM_ENOMEM, "%s layer backward: out of memory", c->name);
         return;
     }
@@ -331,7 +365,9 @@ static void fused_backward(loom_node *nd)
         }
         memset(dw[i], 0, n);
     }
-    bwd_ctx k = {a, G, gst, dP, dR, dw, dnext, dprev};
+    if (pk) loom_kernel_pack_b(0, GH, H, c->w[1]->data, H, pk);
+    if (pkx) loom_kernel_pack_b(0, GH, c->input_size, c->w[0]->data, c->input_size, pkx);
+    bwd_ctx k = {a, G, gst, dP, dR, pk, pkx, gx, dw, dnext, dprev};
     for (int j = a->nseg - 1; j >= 0; j--) {
         if (a->seg != j) run_segment(a, j);
         if (gst) memset(gst, 0, inner * sizeof(float)); /* inner states' gradients start at zero, as kept ones do */
@@ -344,7 +380,7 @@ static void fused_backward(loom_node *nd)
                     backward_rows(&k, hi, lo, q * B / a->team, (q + 1) * B / a->team, (size_t)q * S);
             } else
                 backward_rows(&k, hi, lo, 0, B, 0);
-            if (lo % C == 0) flush_block(t, a, lo / C, dP, dR);
+            if (lo % C == 0) flush_block(t, a, lo / C, dP, dR, pkx != NULL);
             loom_tape_poll(t); /* lets work overlapped with backward (an all-reduce) progress */
         }
     }

@@ -118,6 +118,11 @@ static inline float loom_tanhf(float x)
     float e = expf(-2.0f * fabsf(x));
     return copysignf((1.0f - e) / (1.0f + e), x);
 }
+/* y[i] = sigmoid(x[i]) and tanh(x[i]) for i < n (y may be x): AVX2 lanes where the CPU
+ * has them (a vector exp within 2 ulp of expf), else the two above. An element's value
+ * depends on its input alone, not on n or its place. */
+void loom_sigmoidv(float *y, const float *x, int n);
+void loom_tanhv(float *y, const float *x, int n);
 
 /* Built-in cells, parameters and gate order as PyTorch's (LSTM i,f,g,o; GRU r,z,n):
  * weight_ih [G*H x I], weight_hh [G*H x H], bias_ih [1 x G*H], bias_hh [1 x G*H]. */

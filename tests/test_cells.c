@@ -292,3 +292,32 @@ Test(seq, lstm_forget_bias_init)
     cr_expect_neq(bi->data[0], 1.0f);
     loom_params_free(ps);
 }
+
+/* The array activations: within a few ulp of a double reference over the gates' range,
+ * saturated at the ends, NaN kept, and each value independent of its place in the array. */
+Test(cells, array_activations_are_accurate_and_placeless)
+{
+    enum { N = 4001 };
+    static float x[N], s[N], t[N];
+    for (int i = 0; i < N; i++) x[i] = -100.0f + 0.05f * (float)i; /* -100 .. 100 */
+    loom_sigmoidv(s, x, N);
+    loom_tanhv(t, x, N);
+    for (int i = 0; i < N; i++) {
+        double sr = 1.0 / (1.0 + exp(-(double)x[i])), tr = tanh((double)x[i]);
+        cr_assert(fabs(s[i] - sr) <= 3e-7 * sr + 1e-37, "sigmoid(%g) = %.9g, not %.9g", x[i], s[i], sr);
+        cr_assert(fabs(t[i] - tr) <= 3e-7 * fabs(tr) + 2e-7, /* near 0, (1 - e) / (1 + e) cancels: ~1e-7 absolute */ "tanh(%g) = %.9g, not %.9g", x[i], t[i], tr);
+    }
+    for (int n = 1; n <= 9; n++) { /* every tail length: the same bits as in the long call */
+        float a[9], b[9];
+        loom_sigmoidv(a, x + 37, n);
+        loom_tanhv(b, x + 1999, n);
+        cr_assert(memcmp(a, s + 37, (size_t)n * sizeof(float)) == 0 && memcmp(b, t + 1999, (size_t)n * sizeof(float)) == 0,
+                  "a call of %d elements changed their bits", n);
+    }
+    float odd[4] = {NAN, INFINITY, -INFINITY, 0.0f}, os[4], ot[4];
+    loom_sigmoidv(os, odd, 4);
+    loom_tanhv(ot, odd, 4);
+    cr_assert(isnan(os[0]) && isnan(ot[0]), "NaN must stay NaN");
+    cr_assert(os[1] == 1.0f && os[2] < 1e-30f && os[3] == 0.5f, "sigmoid(inf, -inf, 0) = %g %g %g", os[1], os[2], os[3]);
+    cr_assert(ot[1] == 1.0f && ot[2] == -1.0f && ot[3] == 0.0f, "tanh(inf, -inf, 0) = %g %g %g", ot[1], ot[2], ot[3]);
+}
