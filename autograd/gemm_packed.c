@@ -13,7 +13,7 @@
 
 #define NR 16  /* columns per panel: two 8-float AVX registers */
 #define MR 6   /* rows per register tile: 12 accumulators + 2 of B + 1 of A in 16 registers */
-#define KC 256 /* inner steps per pass: a panel's 16 KiB slice stays in L1 across the rows */
+#define KC 512 /* inner steps per pass: a panel's 32 KiB slice stays in L1 across the rows */
 
 size_t loom_kernel_pack_size(int K, int N) { return (size_t)((N + NR - 1) / NR) * NR * (size_t)(K > 0 ? K : 0); }
 
@@ -53,18 +53,21 @@ static inline __attribute__((always_inline)) AVX2 void tile_avx2(const int mr, i
     __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nc), lane);
     __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nc - 8), lane);
+#pragma GCC unroll 6 /* at any -O: the accumulators must live in registers */
     for (int r = 0; r < mr; r++) {
         acc[r][0] = _mm256_maskload_ps(c + (size_t)r * ldc, m0);
         acc[r][1] = _mm256_maskload_ps(c + (size_t)r * ldc + 8, m1);
     }
     for (int k = 0; k < kc; k++) {
         __m256 b0 = _mm256_loadu_ps(p + (size_t)k * NR), b1 = _mm256_loadu_ps(p + (size_t)k * NR + 8);
+#pragma GCC unroll 6
         for (int r = 0; r < mr; r++) {
             __m256 av = _mm256_broadcast_ss(a + (size_t)r * lda + k);
             acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
         }
     }
+#pragma GCC unroll 6
     for (int r = 0; r < mr; r++) {
         _mm256_maskstore_ps(c + (size_t)r * ldc, m0, acc[r][0]);
         _mm256_maskstore_ps(c + (size_t)r * ldc + 8, m1, acc[r][1]);

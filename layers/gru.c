@@ -27,12 +27,11 @@ static void gru_forward(const loom_cell *cell, const loom_cell_tile *s, int r0, 
     for (int r = r0; r < r1; r++) {
         float *x = s->pre + (size_t)r * 3 * H, *h = s->next[0] + (size_t)r * H;
         const float *q = s->rec + (size_t)r * 3 * H, *hp = s->prev[0] + (size_t)r * H;
-        for (int j = 0; j < H; j++) {
-            float rg = loom_sigmoidf(x[j] + q[j]), zg = loom_sigmoidf(x[H + j] + q[H + j]);
-            float ng = loom_tanhf(x[2 * H + j] + rg * q[2 * H + j]);
-            x[j] = rg, x[H + j] = zg, x[2 * H + j] = ng;
-            h[j] = (1.0f - zg) * ng + zg * hp[j];
-        }
+        for (int j = 0; j < 2 * H; j++) x[j] += q[j];
+        loom_sigmoidv(x, x, 2 * H); /* r, z */
+        for (int j = 0; j < H; j++) x[2 * H + j] += x[j] * q[2 * H + j];
+        loom_tanhv(x + 2 * H, x + 2 * H, H); /* n */
+        for (int j = 0; j < H; j++) h[j] = (1.0f - x[H + j]) * x[2 * H + j] + x[H + j] * hp[j];
     }
 }
 

@@ -22,7 +22,7 @@ static void rnn_forward(const loom_cell *c, const loom_cell_tile *s, int r0, int
     if (c->relu)
         for (size_t k = a; k < b; k++) h[k] = p[k] > 0.0f ? p[k] : 0.0f;
     else
-        for (size_t k = a; k < b; k++) h[k] = loom_tanhf(p[k]);
+        loom_tanhv(h + a, p + a, (int)(b - a));
 }
 
 static void rnn_backward(const loom_cell *c, const loom_cell_tile *s, int r0, int r1)
