@@ -19,7 +19,7 @@ size_t loom_kernel_pack_size(int K, int N) { return (size_t)((N + NR - 1) / NR) 
 
 void loom_kernel_pack_b(int tb, int K, int N, const float *B, int ldb, float *P)
 {
-    for (int j = 0; j < (N + NR - 1) / NR; j++)
+    LOOM_PFOR_IF((long)K * N >= LOOM_PAR_MIN, j, (N + NR - 1) / NR, {
         for (int k = 0; k < K; k++) {
             float *d = P + ((size_t)j * K + k) * NR;
             for (int c = 0; c < NR; c++) {
@@ -27,14 +27,16 @@ void loom_kernel_pack_b(int tb, int K, int N, const float *B, int ldb, float *P)
                 d[c] = (int)n >= N ? 0.0f : tb ? B[n * ldb + k] : B[(size_t)k * ldb + n];
             }
         }
+    });
 }
 
 /* The portable tile: the same chains as the AVX2 one (fmaf), for CPUs without it. */
-static void tile_c(int mr, int nc, int kc, const float *a, int lda, const float *p, float *c, int ldc)
+static void tile_c(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *c0, int ld0, float *c,
+                   int ldc)
 {
     for (int r = 0; r < mr; r++)
         for (int n = 0; n < nc; n++) {
-            float s = c[(size_t)r * ldc + n];
+            float s = c0[(size_t)r * ld0 + n];
             for (int k = 0; k < kc; k++) s = fmaf(a[(size_t)r * lda + k], p[(size_t)k * NR + n], s);
             c[(size_t)r * ldc + n] = s;
         }
@@ -44,10 +46,12 @@ static void tile_c(int mr, int nc, int kc, const float *a, int lda, const float 
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma")))
 
-/* C[mr x nc] += A[mr x kc] P[kc x NR]; mr is a constant where this is inlined, so the
- * accumulators stay in registers. Columns past nc are masked off. */
+/* C[mr x nc] = C0 + A[mr x kc] P[kc x NR], C0 rows ld0 apart (0: one bias row for all);
+ * mr is a constant where this is inlined, so the accumulators stay in registers. Columns
+ * past nc are masked off. */
 static inline __attribute__((always_inline)) AVX2 void tile_avx2(const int mr, int nc, int kc, const float *a, int lda,
-                                                                 const float *p, float *c, int ldc)
+                                                                 const float *p, const float *c0, int ld0, float *c,
+                                                                 int ldc)
 {
     __m256 acc[MR][2];
     __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -55,8 +59,8 @@ static inline __attribute__((always_inline)) AVX2 void tile_avx2(const int mr, i
     __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nc - 8), lane);
 #pragma GCC unroll 6 /* at any -O: the accumulators must live in registers */
     for (int r = 0; r < mr; r++) {
-        acc[r][0] = _mm256_maskload_ps(c + (size_t)r * ldc, m0);
-        acc[r][1] = _mm256_maskload_ps(c + (size_t)r * ldc + 8, m1);
+        acc[r][0] = _mm256_maskload_ps(c0 + (size_t)r * ld0, m0);
+        acc[r][1] = _mm256_maskload_ps(c0 + (size_t)r * ld0 + 8, m1);
     }
     for (int k = 0; k < kc; k++) {
         __m256 b0 = _mm256_loadu_ps(p + (size_t)k * NR), b1 = _mm256_loadu_ps(p + (size_t)k * NR + 8);
@@ -74,15 +78,16 @@ static inline __attribute__((always_inline)) AVX2 void tile_avx2(const int mr, i
     }
 }
 
-static AVX2 void tile_fast(int mr, int nc, int kc, const float *a, int lda, const float *p, float *c, int ldc)
+static AVX2 void tile_fast(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *c0, int ld0,
+                           float *c, int ldc)
 {
     switch (mr) {
-    case 6: tile_avx2(6, nc, kc, a, lda, p, c, ldc); break;
-    case 5: tile_avx2(5, nc, kc, a, lda, p, c, ldc); break;
-    case 4: tile_avx2(4, nc, kc, a, lda, p, c, ldc); break;
-    case 3: tile_avx2(3, nc, kc, a, lda, p, c, ldc); break;
-    case 2: tile_avx2(2, nc, kc, a, lda, p, c, ldc); break;
-    default: tile_avx2(1, nc, kc, a, lda, p, c, ldc); break;
+    case 6: tile_avx2(6, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    case 5: tile_avx2(5, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    case 4: tile_avx2(4, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    case 3: tile_avx2(3, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    case 2: tile_avx2(2, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    default: tile_avx2(1, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
     }
 }
 
@@ -92,14 +97,16 @@ static int cpu_fma(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #else
-static void tile_fast(int mr, int nc, int kc, const float *a, int lda, const float *p, float *c, int ldc)
+static void tile_fast(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *c0, int ld0, float *c,
+                      int ldc)
 {
-    tile_c(mr, nc, kc, a, lda, p, c, ldc);
+    tile_c(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
 }
 static int cpu_fma(void) { return 0; }
 #endif
 
-void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const float *P, float *C, int ldc)
+void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const float *P, const float *bias, float *C,
+                             int ldc)
 {
     static int fma = -1; /* a race here writes the same value */
     if (fma < 0) fma = cpu_fma();
@@ -113,8 +120,10 @@ void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const
                 mr = M / tiles + (t < M % tiles); /* even tiles: a thin one waits on FMA latency */
                 const float *a = A + (size_t)i * lda + k0;
                 float *c = C + (size_t)i * ldc + (size_t)j * NR;
-                if (fma) tile_fast(mr, nc, kc, a, lda, p, c, ldc);
-                else tile_c(mr, nc, kc, a, lda, p, c, ldc);
+                const float *c0 = bias && k0 == 0 ? bias + (size_t)j * NR : c; /* the first pass starts from the bias */
+                int ld0 = bias && k0 == 0 ? 0 : ldc;
+                if (fma) tile_fast(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
+                else tile_c(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
             }
         }
     }

@@ -425,9 +425,11 @@ int loom_kernel_gemm_in_teams(void);
  * op(B) [K x N] packed once into P, of loom_kernel_pack_size(K, N) floats. */
 size_t loom_kernel_pack_size(int K, int N);
 void loom_kernel_pack_b(int tb, int K, int N, const float *B, int ldb, float *P);
-/* C [M x N] += A [M x K] op(B), with P from loom_kernel_pack_b, on the calling thread. Each
- * element is one chain of multiply-adds in k order, so its bits depend on no split of rows. */
-void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const float *P, float *C, int ldc);
+/* C [M x N] += A [M x K] op(B), with P from loom_kernel_pack_b, on the calling thread; with a
+ * bias [N], C = bias + A op(B) instead (C's old values unread). Each element is one chain of
+ * multiply-adds in k order, so its bits depend on no split of rows. */
+void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const float *P, const float *bias, float *C,
+                             int ldc);
 /* 1 when loom_kernel_gemm_packed runs AVX2 FMA and OpenBLAS's own kernels are AVX2 ones
  * too (Haswell, Zen): then it matches OpenBLAS's rate and saves its packing per call. */
 int loom_kernel_packed_fast(void);

@@ -41,6 +41,7 @@ typedef struct fused_acts {
     int team;                  /* threads that each own a range of batch rows over the whole window (1: none) */
     float *pk, *pki;           /* W_hh^T, W_ih^T packed once for the window (NULL: OpenBLAS's GEMMs); with them
                                 * each thread projects its own rows' input at every step, no block GEMMs */
+    float *bsum;               /* with them: b_ih + b_hh, where one GEMM's start is both biases */
 } fused_acts;
 
 /* Threads that each own batch rows for the whole window: all of them when the recurrent
@@ -135,20 +136,21 @@ static void forward_rows(fused_acts *a, int sa, int sb, int r0, int r1, const fl
     loom_cell_tile tl = {.B = B, .H = H, .prev = prev, .next = next, .w = c->w};
     for (int s = sa; s < sb; s++) {
         tile_at(a, s, &tl, prev, next);
-        if (a->pki) { /* the input projection of this step's rows */
-            float *pp = tl.pre + (size_t)r0 * GH;
-            fill_rows(pp, c->w[2]->data, (size_t)n, GH);
-            loom_kernel_gemm_packed(n, GH, c->input_size, a->x->data + ((size_t)s * B + r0) * c->input_size,
-                                    c->input_size, a->pki, pp, GH);
-        }
         /* The recurrent projection: one GEMM per step, into pre or, split, into rec. */
         float *rp = (c->split_rec ? tl.rec : tl.pre) + (size_t)r0 * GH;
-        if (c->split_rec) fill_rows(rp, c->w[3]->data, (size_t)n, GH);
-        else
-            for (int r = 0; r < n; r++)
-                for (int i = 0; i < GH; i++) rp[(size_t)r * GH + i] += c->w[3]->data[i];
-        if (a->pk) loom_kernel_gemm_packed(n, GH, H, prev[0] + (size_t)r0 * H, H, a->pk, rp, GH);
-        else loom_kernel_gemm(0, 1, n, GH, H, 1.0f, prev[0] + (size_t)r0 * H, H, c->w[1]->data, H, 1.0f, rp, GH);
+        const float *hp = prev[0] + (size_t)r0 * H;
+        if (a->pk) { /* this step's rows projected from both inputs, each GEMM started from its bias */
+            int In = c->input_size;
+            loom_kernel_gemm_packed(n, GH, In, a->x->data + ((size_t)s * B + r0) * In, In, a->pki,
+                                    c->split_rec ? c->w[2]->data : a->bsum, tl.pre + (size_t)r0 * GH, GH);
+            loom_kernel_gemm_packed(n, GH, H, hp, H, a->pk, c->split_rec ? c->w[3]->data : NULL, rp, GH);
+        } else {
+            if (c->split_rec) fill_rows(rp, c->w[3]->data, (size_t)n, GH);
+            else
+                for (int r = 0; r < n; r++)
+                    for (int i = 0; i < GH; i++) rp[(size_t)r * GH + i] += c->w[3]->data[i];
+            loom_kernel_gemm(0, 1, n, GH, H, 1.0f, hp, H, c->w[1]->data, H, 1.0f, rp, GH);
+        }
         if (a->team > 1) c->forward(c, &tl, r0, r1);
         else run_kernel(c->forward, c, &tl);
         const unsigned char *ks = a->keep + (size_t)s * B;
@@ -227,14 +229,16 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     int packed = packed_rec(c, a->team);
     a->pk = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(H, GH) * sizeof(float)) : NULL;
     a->pki = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(c->input_size, GH) * sizeof(float)) : NULL;
+    a->bsum = packed ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL;
     if (!a->prev || !a->next || !a->hist || !a->pre || (c->split_rec && !a->rec) || (c->ws_cols && !a->ws) ||
-        (!plain && S > 1 && !a->st) || (packed && (!a->pk || !a->pki)))
+        (!plain && S > 1 && !a->st) || (packed && (!a->pk || !a->pki || !a->bsum)))
         return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory for a window of %dx%d", c->name, T, B), LOOM_ENOMEM;
     for (int k = 0; k < S; k++)
         memcpy(a->hist->data + hist_row(a, k, 0) * H, init[k]->data, (size_t)B * H * sizeof(float));
     if (packed) {
         loom_kernel_pack_b(1, H, GH, c->w[1]->data, H, a->pk);
         loom_kernel_pack_b(1, c->input_size, GH, c->w[0]->data, c->input_size, a->pki);
+        for (int i = 0; i < GH; i++) a->bsum[i] = c->w[2]->data[i] + c->w[3]->data[i];
     }
     for (int j = 0; j < a->nseg; j++) run_segment(a, j);
 
@@ -321,10 +325,10 @@ static void backward_rows(const bwd_ctx *k, int hi, int lo, int r0, int r1, size
                 }
         /* dh_prev += dR_s W_hh: the state's gradient through the recurrent projection. */
         const float *dr = (c->split_rec ? tl.drec : tl.dpre) + (size_t)r0 * GH;
-        if (k->pk) loom_kernel_gemm_packed(r1 - r0, H, GH, dr, GH, k->pk, dprev[0] + (size_t)r0 * H, H);
+        if (k->pk) loom_kernel_gemm_packed(r1 - r0, H, GH, dr, GH, k->pk, NULL, dprev[0] + (size_t)r0 * H, H);
         else loom_kernel_gemm(0, 0, r1 - r0, H, GH, 1.0f, dr, GH, c->w[1]->data, H, 1.0f, dprev[0] + (size_t)r0 * H, H);
         if (k->pkx) /* dx_s += dP_s W_ih, this step's rows */
-            loom_kernel_gemm_packed(r1 - r0, c->input_size, GH, tl.dpre + (size_t)r0 * GH, GH, k->pkx,
+            loom_kernel_gemm_packed(r1 - r0, c->input_size, GH, tl.dpre + (size_t)r0 * GH, GH, k->pkx, NULL,
                                     k->gx + ((size_t)s * B + r0) * c->input_size, c->input_size);
     }
 }

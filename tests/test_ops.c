@@ -440,10 +440,11 @@ Test(gradcheck, view_rows_share_the_gradient)
 }
 
 /* The packed GEMM against a double-precision sum, over shapes with every row and
- * column tail and inner sizes across its 256-step passes, B plain and transposed. */
+ * column tail and inner sizes across its 512-step passes, B plain and transposed,
+ * onto C or from a bias row. */
 Test(kernels, gemm_packed_matches_a_reference)
 {
-    static const int shapes[][3] = {{1, 1, 1}, {5, 17, 3}, {6, 16, 256}, {7, 33, 257}, {13, 40, 600}, {32, 1280, 20}};
+    static const int shapes[][3] = {{1, 1, 1}, {5, 17, 3}, {6, 16, 256}, {7, 33, 257}, {13, 40, 1100}, {32, 1280, 20}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int tb = 0; tb < 2; tb++) {
             int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
@@ -454,10 +455,13 @@ Test(kernels, gemm_packed_matches_a_reference)
             for (int i = 0; i < K * N; i++) B[i] = (float)((i * 53) % 97) / 48.0f - 1.0f;
             for (int i = 0; i < M * N; i++) C[i] = C0[i] = (float)(i % 7) - 3.0f;
             loom_kernel_pack_b(tb, K, N, B, tb ? K : N, P); /* B read as [K x N], or as [N x K] transposed */
-            loom_kernel_gemm_packed(M, N, K, A, K, P, C, N);
+            int bias = (int)(s + tb) % 2; /* half the cases start from a bias row, not from C */
+            if (bias)
+                for (int i = 0; i < M * N; i++) C[i] = NAN; /* unread */
+            loom_kernel_gemm_packed(M, N, K, A, K, P, bias ? C0 : NULL, C, N);
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++) {
-                    double ref = C0[i * N + j];
+                    double ref = C0[bias ? j : i * N + j];
                     for (int k = 0; k < K; k++) ref += (double)A[i * K + k] * (tb ? B[j * K + k] : B[k * N + j]);
                     cr_assert(fabs(C[i * N + j] - ref) <= 1e-5 * K + 1e-5, "%dx%dx%d tb %d: C[%d][%d] = %g, not %g", M, N,
                               K, tb, i, j, C[i * N + j], ref);
@@ -474,7 +478,7 @@ Test(kernels, gemm_packed_rows_alone_give_the_same_bits)
     for (int i = 0; i < M * K; i++) A[i] = sinf((float)i);
     for (int i = 0; i < N * K; i++) B[i] = cosf((float)i * 0.7f);
     loom_kernel_pack_b(1, K, N, B, K, P);
-    loom_kernel_gemm_packed(M, N, K, A, K, P, C, N);
-    for (int i = 0; i < M; i++) loom_kernel_gemm_packed(1, N, K, A + i * K, K, P, D + i * N, N);
+    loom_kernel_gemm_packed(M, N, K, A, K, P, NULL, C, N);
+    for (int i = 0; i < M; i++) loom_kernel_gemm_packed(1, N, K, A + i * K, K, P, NULL, D + i * N, N);
     cr_assert(memcmp(C, D, sizeof C) == 0, "a row's bits depend on the rows beside it");
 }
