@@ -37,6 +37,7 @@ static const config CONFIGS[] = {
 };
 
 static double peak_gflops; /* the in-run sgemm limit, 0 when not measured */
+static double fma_gflops;  /* the in-run AVX2 FMA ceiling, 0 when not measured */
 static int overlap = 1;    /* --overlap: the gradient all-reduce overlapped with backward (under mpirun) */
 static int row_teams = 1;  /* --row-teams: loom_seq_set_row_teams, to compare the two thread layouts */
 
@@ -162,12 +163,12 @@ static int run(loom_dist *d, const config *c, int steps)
     for (int p = 0; p < LOOM_PHASES; p++) ph[p] = median(times + (size_t)(p + 1) * steps, steps);
     if (d->rank == 0) {
         double gf = step_flops(c) / med * 1e-9;
-        char pct[16] = "-"; /* no peak measured (under mpirun, or --peak 0) */
+        char pct[16] = "-", fpct[16] = "-"; /* no peak measured (under mpirun, or --peak 0) */
         if (peak_gflops > 0) snprintf(pct, sizeof pct, "%.0f%%", 100 * gf / peak_gflops);
-        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %6s %8.1f %8.1f %8.2f %8.2f %8.1f %6.2f%% %10.1f %8.0f\n",
+        if (fma_gflops > 0) snprintf(fpct, sizeof fpct, "%.0f%%", 100 * gf / fma_gflops);
+        printf("%-6s %6d %6d %4d %4d %5dx%-2d %8.1f %10.0f %8.1f %6s %6s %8.1f %8.1f %8.2f %8.2f %8.1f %6.2f%% %10.1f %8.0f\n",
                c->name, c->input, H, B, T, d->size, loom_threads_get(), med * 1e3, T * B / med, gf,
-               pct,
-               ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3, ph[4] * 1e3, 100 * ph[3] / med,
+               pct, fpct, ph[0] * 1e3, ph[1] * 1e3, ph[2] * 1e3, ph[3] * 1e3, ph[4] * 1e3, 100 * ph[3] / med,
                loom_arena_high_water(loom_tape_arena(tr.tape)) / 1048576.0, peak_rss_mib());
         if (d->size > 1 && overlap) printf("       (%d all-reduce buckets started while backward had nodes left)\n", tr.overlapped);
         fflush(stdout);
@@ -206,16 +207,17 @@ static int bench_main(loom_dist *d, int argc, char **argv)
     if (peak < 0) peak = d->size > 1 ? 0 : 4096;
     if (peak > 0) {
         peak_gflops = bench_sgemm_peak(peak, 3);
+        fma_gflops = bench_fma_ceiling();
         if (d->rank == 0)
-            printf("sgemm peak: %.1f GFLOP/s (OpenBLAS %s kernels, %d^3, %d threads, best of 3)\n", peak_gflops,
-                   bench_blas_core(), peak, loom_threads_get());
+            printf("sgemm peak: %.1f GFLOP/s (OpenBLAS %s kernels, %d^3, %d threads, best of 3); AVX2 FMA ceiling "
+                   "%.1f GFLOP/s (the fma column)\n", peak_gflops, bench_blas_core(), peak, loom_threads_get(), fma_gflops);
     }
     if (d->rank == 0) {
         printf("loom, %d rank%s x %d OpenMP threads, median of %d steps (after 1 warm-up); B is the global batch%s\n",
                d->size, d->size > 1 ? "s" : "", loom_threads_get(), steps,
                d->size > 1 ? overlap ? "; all-reduce overlapped with backward" : "; all-reduce after backward" : "");
-        printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %6s %8s %8s %8s %8s %8s %7s %10s %8s\n", "config", "I", "H", "B", "T", "ranks",
-               "ms/step", "tokens/s", "GFLOP/s", "peak", "fwd ms", "bwd ms", "wait ms", "allred", "optim", "allred", "arena MiB", "RSS MiB");
+        printf("%-6s %6s %6s %4s %4s %8s %8s %10s %8s %6s %6s %8s %8s %8s %8s %8s %7s %10s %8s\n", "config", "I", "H", "B", "T", "ranks",
+               "ms/step", "tokens/s", "GFLOP/s", "peak", "fma", "fwd ms", "bwd ms", "wait ms", "allred", "optim", "allred", "arena MiB", "RSS MiB");
     }
     int found = 0;
     for (size_t k = 0; k < sizeof CONFIGS / sizeof *CONFIGS; k++)
