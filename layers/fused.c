@@ -352,9 +352,15 @@ static void fused_backward(loom_node *nd)
     const float **dnext = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *dnext);
     float **dprev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *dprev);
     float *G = loom_tape_grad(t, a->hist); /* the gradient of every kept state */
-    float *pk = a->pk ? loom_arena_alloc(ar, loom_kernel_pack_size(GH, H) * sizeof(float)) : NULL;
+    /* A plain window never runs forward again: forward's packs are free to hold backward's. */
+    size_t npk = loom_kernel_pack_size(GH, H), npx = loom_kernel_pack_size(GH, c->input_size);
+    float *pk = !a->pk ? NULL
+                : a->plain && npk <= loom_kernel_pack_size(H, GH) ? a->pk
+                                                                  : loom_arena_alloc(ar, npk * sizeof(float));
     float *gx = a->pki && a->x->requires_grad ? loom_tape_grad(t, a->x) : NULL;
-    float *pkx = gx ? loom_arena_alloc(ar, loom_kernel_pack_size(GH, c->input_size) * sizeof(float)) : NULL;
+    float *pkx = !gx ? NULL
+                 : a->plain && npx <= loom_kernel_pack_size(c->input_size, GH) ? a->pki
+                                                                               : loom_arena_alloc(ar, npx * sizeof(float));
     if (!dP || !dR || (!a->plain && S > 1 && !gst) || !dw || !dnext || !dprev || !G || (a->pk && !pk) || (gx && !pkx)) {
         loom_tape_fail(t, LOOM_ENOMEM, "%s layer backward: out of memory", c->name);
         return;
