@@ -7,6 +7,7 @@
  * value: the bits depend on neither the row count nor which thread runs which rows. */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "internal.h"
@@ -105,15 +106,14 @@ static void tile_fast(int mr, int nc, int kc, const float *a, int lda, const flo
 static int cpu_fma(void) { return 0; }
 #endif
 
-void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const float *P, const float *bias, float *C,
-                             int ldc)
+/* Panels [j0, j1) of the product: every pass over k, every row tile. */
+static void panels(int j0, int j1, int M, int N, int K, const float *A, int lda, const float *P, const float *bias,
+                   float *C, int ldc, int fma)
 {
-    static int fma = -1; /* a race here writes the same value */
-    if (fma < 0) fma = cpu_fma();
     int tiles = (M + MR - 1) / MR, mr;
     for (int k0 = 0; k0 < K; k0 += KC) {
         int kc = K - k0 < KC ? K - k0 : KC;
-        for (int j = 0; j * NR < N; j++) {
+        for (int j = j0; j < j1; j++) {
             const float *p = P + ((size_t)j * K + k0) * NR;
             int nc = N - j * NR < NR ? N - j * NR : NR;
             for (int t = 0, i = 0; t < tiles; t++, i += mr) {
@@ -127,6 +127,25 @@ void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const
             }
         }
     }
+}
+
+void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const float *P, const float *bias, float *C,
+                             int ldc)
+{
+    static int fma = -1; /* a race here writes the same value */
+    if (fma < 0) fma = cpu_fma();
+    int np = (N + NR - 1) / NR;
+    /* Large and called outside a team: the panels split over threads. Each element is still
+     * its own chain, so the split changes no bit. */
+    if ((double)M * N * K >= LOOM_GEMM_PAR_MIN && np > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+#pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            panels(np * id / nt, np * (id + 1) / nt, M, N, K, A, lda, P, bias, C, ldc, fma);
+        }
+        return;
+    }
+    panels(0, np, M, N, K, A, lda, P, bias, C, ldc, fma);
 }
 
 int loom_kernel_packed_fast(void)

@@ -425,7 +425,8 @@ int loom_kernel_gemm_in_teams(void);
  * op(B) [K x N] packed once into P, of loom_kernel_pack_size(K, N) floats. */
 size_t loom_kernel_pack_size(int K, int N);
 void loom_kernel_pack_b(int tb, int K, int N, const float *B, int ldb, float *P);
-/* C [M x N] += A [M x K] op(B), with P from loom_kernel_pack_b, on the calling thread; with a
+/* C [M x N] += A [M x K] op(B), with P from loom_kernel_pack_b (column panels split over the
+ * team from LOOM_GEMM_PAR_MIN multiply-adds when called outside one, else on the calling thread); with a
  * bias [N], C = bias + A op(B) instead (C's old values unread). Each element is one chain of
  * multiply-adds in k order, so its bits depend on no split of rows. */
 void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const float *P, const float *bias, float *C,

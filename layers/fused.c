@@ -61,13 +61,14 @@ static int row_team(const loom_cell *c, int B)
     return n > 1 && w <= ROW_TEAM_MAX_W && !omp_in_parallel() && loom_kernel_gemm_in_teams() ? n : 1;
 }
 
-/* The recurrent GEMMs on loom's packed kernel (W_hh packed once per window, not once per
- * step and thread as OpenBLAS does): where it matches OpenBLAS's rate, and where each
- * step's GEMM runs on one thread anyway (row teams, or one thread in all). */
-static int packed_rec(const loom_cell *c, int team)
+/* The projections on loom's packed kernel (W_hh and W_ih packed once per window, not once
+ * per call as OpenBLAS does) where it matches OpenBLAS's rate, for weights up to
+ * PACKED_MAX_W bytes: forward's packs and backward's cost the arena twice their size. */
+#define PACKED_MAX_W (64u << 20)
+static int packed_rec(const loom_cell *c)
 {
-    size_t w = (size_t)c->gates * c->hidden_size * c->hidden_size * sizeof(float);
-    return w <= ROW_TEAM_MAX_W && (team > 1 || omp_get_max_threads() == 1) && loom_kernel_packed_fast();
+    size_t w = (size_t)c->gates * c->hidden_size * (c->hidden_size + c->input_size) * sizeof(float);
+    return w <= PACKED_MAX_W && loom_kernel_packed_fast();
 }
 
 static int block_steps(int B) { return B >= BLOCK_ROWS ? 1 : (BLOCK_ROWS + B - 1) / B; }
@@ -226,7 +227,7 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     a->rec = c->split_rec ? loom_arena_alloc(ar, steps * B * GH * sizeof(float)) : NULL;
     a->ws = c->ws_cols ? loom_arena_alloc(ar, steps * B * c->ws_cols * sizeof(float)) : NULL;
     a->st = !plain && S > 1 ? loom_arena_alloc(ar, (size_t)(S - 1) * (a->K + 1) * B * H * sizeof(float)) : NULL;
-    int packed = packed_rec(c, a->team);
+    int packed = packed_rec(c);
     a->pk = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(H, GH) * sizeof(float)) : NULL;
     a->pki = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(c->input_size, GH) * sizeof(float)) : NULL;
     a->bsum = packed ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL;
