@@ -1,19 +1,23 @@
 /* A GEMM for a right operand used many times: a recurrent layer multiplies by the same
  * W_hh at every step, and OpenBLAS packs it again at every call (0.3.21 has no way to
  * keep a packed operand). Here B is packed once, into panels of NR columns, and each
- * call streams the panels past a register tile of MR rows of A.
+ * call streams the panels past a register tile of rows of A: AVX2 or AVX-512, the width
+ * OpenBLAS runs, else plain C.
  *
  * Every C element is one chain of fused multiply-adds in k order, started from C's
- * value: the bits depend on neither the row count nor which thread runs which rows. */
+ * value (or the bias): the bits depend on neither the row count, nor which thread runs
+ * which rows or columns, nor the instruction set. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
 #define NR 16  /* columns per panel: two 8-float AVX registers */
 #define MR 6   /* rows per register tile: 12 accumulators + 2 of B + 1 of A in 16 registers */
+#define MR512 12 /* AVX-512: a row is one register; 12 accumulators of 32 leave room for B and A */
 #define KC 512 /* inner steps per pass: a panel's 32 KiB slice stays in L1 across the rows */
 
 size_t loom_kernel_pack_size(int K, int N) { return (size_t)((N + NR - 1) / NR) * NR * (size_t)(K > 0 ? K : 0); }
@@ -92,10 +96,60 @@ static AVX2 void tile_fast(int mr, int nc, int kc, const float *a, int lda, cons
     }
 }
 
-static int cpu_fma(void)
+#define AVX512 __attribute__((target("avx512f")))
+
+/* tile_avx2 with a row in one 16-lane register: the same chains, so the same bits. */
+static inline __attribute__((always_inline)) AVX512 void tile_avx512(const int mr, int nc, int kc, const float *a, int lda,
+                                                                     const float *p, const float *c0, int ld0, float *c,
+                                                                     int ldc)
+{
+    __m512 acc[MR512];
+    __mmask16 m = (__mmask16)(nc >= NR ? 0xffff : (1u << nc) - 1);
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; r++) acc[r] = _mm512_maskz_loadu_ps(m, c0 + (size_t)r * ld0);
+    for (int k = 0; k < kc; k++) {
+        __m512 b = _mm512_loadu_ps(p + (size_t)k * NR);
+#pragma GCC unroll 12
+        for (int r = 0; r < mr; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * lda + k]), b, acc[r]);
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; r++) _mm512_mask_storeu_ps(c + (size_t)r * ldc, m, acc[r]);
+}
+
+static AVX512 void tile_512(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *c0, int ld0,
+                            float *c, int ldc)
+{
+    switch (mr) {
+    case 12: tile_avx512(12, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    case 11: tile_avx512(11, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    case 10: tile_avx512(10, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    case 9: tile_avx512(9, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    case 8: tile_avx512(8, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    case 7: tile_avx512(7, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
+    default: tile_fast(mr, nc, kc, a, lda, p, c0, ld0, c, ldc); break; /* up to 6 rows: AVX2 has the registers */
+    }
+}
+
+/* The instruction set to run: 2 AVX-512, 1 AVX2 with FMA, 0 neither. AVX-512 only where
+ * OpenBLAS runs its AVX-512 kernels too: OPENBLAS_CORETYPE=Haswell keeps loom at AVX2. */
+static int cpu_isa(void)
 {
     __builtin_cpu_init();
+    const char *core = openblas_get_corename();
+    int blas512 = core && (strcmp(core, "SkylakeX") == 0 || strcmp(core, "Cooperlake") == 0 ||
+                           strcmp(core, "SapphireRapids") == 0);
+    if (blas512 && __builtin_cpu_supports("avx512f")) return 2;
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/* LOOM_GEMM_ISA=c|avx2|avx512 lowers the set, never raises it past the CPU's: for tests. */
+static int env_isa(int v)
+{
+    const char *e = getenv("LOOM_GEMM_ISA");
+    int want = !e ? v : strcmp(e, "c") == 0 ? 0 : strcmp(e, "avx2") == 0 ? 1 : v;
+    if (want == 1 && v == 0) return 0;
+    if (want == 1 && v == 2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return want < v ? want : v;
 }
 #else
 static void tile_fast(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *c0, int ld0, float *c,
@@ -103,14 +157,27 @@ static void tile_fast(int mr, int nc, int kc, const float *a, int lda, const flo
 {
     tile_c(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
 }
-static int cpu_fma(void) { return 0; }
+static void tile_512(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *c0, int ld0, float *c,
+                     int ldc)
+{
+    tile_c(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
+}
+static int cpu_isa(void) { return 0; }
+static int env_isa(int v) { return v; }
 #endif
+
+static int isa(void)
+{
+    static int v = -1; /* a race here writes the same value */
+    if (v < 0) v = env_isa(cpu_isa());
+    return v;
+}
 
 /* Panels [j0, j1) of the product: every pass over k, every row tile. */
 static void panels(int j0, int j1, int M, int N, int K, const float *A, int lda, const float *P, const float *bias,
-                   float *C, int ldc, int fma)
+                   float *C, int ldc)
 {
-    int tiles = (M + MR - 1) / MR, mr;
+    int set = isa(), rows = set == 2 ? MR512 : MR, tiles = (M + rows - 1) / rows, mr;
     for (int k0 = 0; k0 < K; k0 += KC) {
         int kc = K - k0 < KC ? K - k0 : KC;
         for (int j = j0; j < j1; j++) {
@@ -122,7 +189,8 @@ static void panels(int j0, int j1, int M, int N, int K, const float *A, int lda,
                 float *c = C + (size_t)i * ldc + (size_t)j * NR;
                 const float *c0 = bias && k0 == 0 ? bias + (size_t)j * NR : c; /* the first pass starts from the bias */
                 int ld0 = bias && k0 == 0 ? 0 : ldc;
-                if (fma) tile_fast(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
+                if (set == 2) tile_512(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
+                else if (set == 1) tile_fast(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
                 else tile_c(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
             }
         }
@@ -132,8 +200,6 @@ static void panels(int j0, int j1, int M, int N, int K, const float *A, int lda,
 void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const float *P, const float *bias, float *C,
                              int ldc)
 {
-    static int fma = -1; /* a race here writes the same value */
-    if (fma < 0) fma = cpu_fma();
     int np = (N + NR - 1) / NR;
     /* Large and called outside a team: the panels split over threads. Each element is still
      * its own chain, so the split changes no bit. */
@@ -141,16 +207,16 @@ void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const
 #pragma omp parallel
         {
             int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            panels(np * id / nt, np * (id + 1) / nt, M, N, K, A, lda, P, bias, C, ldc, fma);
+            panels(np * id / nt, np * (id + 1) / nt, M, N, K, A, lda, P, bias, C, ldc);
         }
         return;
     }
-    panels(0, np, M, N, K, A, lda, P, bias, C, ldc, fma);
+    panels(0, np, M, N, K, A, lda, P, bias, C, ldc);
 }
 
 int loom_kernel_packed_fast(void)
 {
-    /* As fast as OpenBLAS's own kernels only where those are AVX2 ones too. */
+    /* As fast as OpenBLAS's own kernels where those use the same instructions. */
     const char *core = openblas_get_corename();
-    return cpu_fma() && core && (strcmp(core, "Haswell") == 0 || strcmp(core, "Zen") == 0);
+    return isa() == 2 || (isa() == 1 && core && (strcmp(core, "Haswell") == 0 || strcmp(core, "Zen") == 0));
 }

@@ -431,8 +431,9 @@ void loom_kernel_pack_b(int tb, int K, int N, const float *B, int ldb, float *P)
  * multiply-adds in k order, so its bits depend on no split of rows. */
 void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const float *P, const float *bias, float *C,
                              int ldc);
-/* 1 when loom_kernel_gemm_packed runs AVX2 FMA and OpenBLAS's own kernels are AVX2 ones
- * too (Haswell, Zen): then it matches OpenBLAS's rate and saves its packing per call. */
+/* 1 when loom_kernel_gemm_packed runs the vector width OpenBLAS's own kernels run: AVX2 FMA
+ * beside its Haswell or Zen kernels, AVX-512 beside its SkylakeX, Cooperlake or
+ * SapphireRapids ones. Then it matches OpenBLAS's rate and saves its packing per call. */
 int loom_kernel_packed_fast(void);
 
 /* Elementwise kernels with fewer elements than this run serially. */

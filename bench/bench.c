@@ -37,7 +37,8 @@ static const config CONFIGS[] = {
 };
 
 static double peak_gflops; /* the in-run sgemm limit, 0 when not measured */
-static double fma_gflops;  /* the in-run AVX2 FMA ceiling, 0 when not measured */
+static double fma_gflops;  /* the in-run FMA ceiling, 0 when not measured */
+static const char *fma_isa = "-";
 static int overlap = 1;    /* --overlap: the gradient all-reduce overlapped with backward (under mpirun) */
 static int row_teams = 1;  /* --row-teams: loom_seq_set_row_teams, to compare the two thread layouts */
 
@@ -207,10 +208,11 @@ static int bench_main(loom_dist *d, int argc, char **argv)
     if (peak < 0) peak = d->size > 1 ? 0 : 4096;
     if (peak > 0) {
         peak_gflops = bench_sgemm_peak(peak, 3);
-        fma_gflops = bench_fma_ceiling();
+        fma_gflops = bench_fma_ceiling(&fma_isa);
         if (d->rank == 0)
-            printf("sgemm peak: %.1f GFLOP/s (OpenBLAS %s kernels, %d^3, %d threads, best of 3); AVX2 FMA ceiling "
-                   "%.1f GFLOP/s (the fma column)\n", peak_gflops, bench_blas_core(), peak, loom_threads_get(), fma_gflops);
+            printf("sgemm peak: %.1f GFLOP/s (OpenBLAS %s kernels, %d^3, %d threads, best of 3); %s FMA ceiling "
+                   "%.1f GFLOP/s (the fma column)\n", peak_gflops, bench_blas_core(), peak, loom_threads_get(), fma_isa,
+                   fma_gflops);
     }
     if (d->rank == 0) {
         printf("loom, %d rank%s x %d OpenMP threads, median of %d steps (after 1 warm-up); B is the global batch%s\n",

@@ -36,8 +36,9 @@ const char *bench_blas_core(void) { return openblas_get_corename(); }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-/* One thread's GFLOP/s on 12 independent chains of 8-lane FMAs, all in registers. */
-__attribute__((target("avx2,fma"))) static double fma_rate(long iters)
+#include <string.h>
+/* One thread's GFLOP/s on 12 independent chains of FMAs, all in registers: 8 lanes, or 16. */
+__attribute__((target("avx2,fma"))) static double fma_rate8(long iters)
 {
     __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
     for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
@@ -52,19 +53,42 @@ __attribute__((target("avx2,fma"))) static double fma_rate(long iters)
     return sink[0] == 12345.0f ? 0 : iters * 12.0 * 16.0 / t * 1e-9; /* the sink keeps the loop */
 }
 
-double bench_fma_ceiling(void)
+__attribute__((target("avx512f"))) static double fma_rate16(long iters)
+{
+    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    double t0 = seconds();
+    for (long n = 0; n < iters; n++)
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+    double t = seconds() - t0;
+    float sink[16];
+    for (int i = 1; i < 12; i++) a[0] = _mm512_add_ps(a[0], a[i]);
+    _mm512_storeu_ps(sink, a[0]);
+    return sink[0] == 12345.0f ? 0 : iters * 12.0 * 32.0 / t * 1e-9;
+}
+
+double bench_fma_ceiling(const char **isa)
 {
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    const char *core = openblas_get_corename();
+    int wide = __builtin_cpu_supports("avx512f") && core &&
+               (strcmp(core, "SkylakeX") == 0 || strcmp(core, "Cooperlake") == 0 || strcmp(core, "SapphireRapids") == 0);
+    *isa = wide ? "AVX-512" : "AVX2";
+    if (!wide && (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))) return 0;
     double best = 0;
     for (int r = 0; r < 3; r++) {
         double sum = 0;
 #pragma omp parallel reduction(+ : sum)
-        sum += fma_rate(100000000L / 4);
+        sum += wide ? fma_rate16(100000000L / 4) : fma_rate8(100000000L / 4);
         if (sum > best) best = sum;
     }
     return best;
 }
 #else
-double bench_fma_ceiling(void) { return 0; }
+double bench_fma_ceiling(const char **isa)
+{
+    *isa = "none";
+    return 0;
+}
 #endif

@@ -4,7 +4,7 @@
 double bench_sgemm_peak(int n, int reps);
 /* The kernel set OpenBLAS runs ("Haswell", "Cooperlake", ...): OPENBLAS_CORETYPE pins it. */
 const char *bench_blas_core(void);
-/* GFLOP/s of 8-lane AVX2 FMAs from registers on every thread: the ceiling no AVX2 sgemm
- * passes (0 without AVX2). */
-double bench_fma_ceiling(void);
+/* GFLOP/s of FMAs from registers on every thread, in the widest vectors OpenBLAS's kernel set
+ * uses (*isa: "AVX2" or "AVX-512"): the ceiling no sgemm of that width passes (0: neither). */
+double bench_fma_ceiling(const char **isa);
 #endif
