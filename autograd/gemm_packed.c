@@ -17,7 +17,7 @@
 
 #define NR 16  /* columns per panel: two 8-float AVX registers */
 #define MR 6   /* rows per register tile: 12 accumulators + 2 of B + 1 of A in 16 registers */
-#define MR512 12 /* AVX-512: a row is one register; 12 accumulators of 32 leave room for B and A */
+#define MR512 12 /* AVX-512: 12 rows of two panels, 24 accumulators of 32 registers */
 #define KC 512 /* inner steps per pass: a panel's 32 KiB slice stays in L1 across the rows */
 
 size_t loom_kernel_pack_size(int K, int N) { return (size_t)((N + NR - 1) / NR) * NR * (size_t)(K > 0 ? K : 0); }
@@ -58,76 +58,91 @@ static inline __attribute__((always_inline)) AVX2 void tile_avx2(const int mr, i
                                                                  const float *p, const float *c0, int ld0, float *c,
                                                                  int ldc)
 {
-    __m256 acc[MR][2];
+    __m256 acc[MR512][2]; /* MR used; up to MR512 for AVX-512's odd last panel */
     __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nc), lane);
     __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nc - 8), lane);
-#pragma GCC unroll 6 /* at any -O: the accumulators must live in registers */
+#pragma GCC unroll 12 /* at any -O: the accumulators must live in registers */
     for (int r = 0; r < mr; r++) {
         acc[r][0] = _mm256_maskload_ps(c0 + (size_t)r * ld0, m0);
         acc[r][1] = _mm256_maskload_ps(c0 + (size_t)r * ld0 + 8, m1);
     }
     for (int k = 0; k < kc; k++) {
         __m256 b0 = _mm256_loadu_ps(p + (size_t)k * NR), b1 = _mm256_loadu_ps(p + (size_t)k * NR + 8);
-#pragma GCC unroll 6
+#pragma GCC unroll 12
         for (int r = 0; r < mr; r++) {
             __m256 av = _mm256_broadcast_ss(a + (size_t)r * lda + k);
             acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
         }
     }
-#pragma GCC unroll 6
+#pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         _mm256_maskstore_ps(c + (size_t)r * ldc, m0, acc[r][0]);
         _mm256_maskstore_ps(c + (size_t)r * ldc + 8, m1, acc[r][1]);
     }
 }
 
+/* Calls f with the row count (1 to 12) as a constant: inlined, each tile keeps its
+ * accumulators in registers. */
+#define WITH_CONST_ROWS(f, mr, ...)                                                                                    \
+    switch (mr) {                                                                                                      \
+    case 12: f(12, __VA_ARGS__); break;                                                                                \
+    case 11: f(11, __VA_ARGS__); break;                                                                                \
+    case 10: f(10, __VA_ARGS__); break;                                                                                \
+    case 9: f(9, __VA_ARGS__); break;                                                                                  \
+    case 8: f(8, __VA_ARGS__); break;                                                                                  \
+    case 7: f(7, __VA_ARGS__); break;                                                                                  \
+    case 6: f(6, __VA_ARGS__); break;                                                                                  \
+    case 5: f(5, __VA_ARGS__); break;                                                                                  \
+    case 4: f(4, __VA_ARGS__); break;                                                                                  \
+    case 3: f(3, __VA_ARGS__); break;                                                                                  \
+    case 2: f(2, __VA_ARGS__); break;                                                                                  \
+    default: f(1, __VA_ARGS__); break;                                                                                 \
+    }
+
+/* Up to MR rows in AVX2 (more only for AVX-512's odd last panel, where they spill). */
 static AVX2 void tile_fast(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *c0, int ld0,
                            float *c, int ldc)
 {
-    switch (mr) {
-    case 6: tile_avx2(6, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    case 5: tile_avx2(5, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    case 4: tile_avx2(4, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    case 3: tile_avx2(3, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    case 2: tile_avx2(2, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    default: tile_avx2(1, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    }
+    WITH_CONST_ROWS(tile_avx2, mr, nc, kc, a, lda, p, c0, ld0, c, ldc)
 }
 
 #define AVX512 __attribute__((target("avx512f")))
 
-/* tile_avx2 with a row in one 16-lane register: the same chains, so the same bits. */
-static inline __attribute__((always_inline)) AVX512 void tile_avx512(const int mr, int nc, int kc, const float *a, int lda,
-                                                                     const float *p, const float *c0, int ld0, float *c,
-                                                                     int ldc)
+/* Two neighbouring panels at once (the first full, nc columns of the second): 24 accumulators
+ * share each broadcast of A, so the loads stay under the FMAs. */
+static inline __attribute__((always_inline)) AVX512 void tile2_avx512(const int mr, int nc, int kc, const float *a, int lda,
+                                                                      const float *p, const float *q, const float *c0,
+                                                                      int ld0, float *c, int ldc)
 {
-    __m512 acc[MR512];
+    __m512 acc[MR512][2];
     __mmask16 m = (__mmask16)(nc >= NR ? 0xffff : (1u << nc) - 1);
 #pragma GCC unroll 12
-    for (int r = 0; r < mr; r++) acc[r] = _mm512_maskz_loadu_ps(m, c0 + (size_t)r * ld0);
+    for (int r = 0; r < mr; r++) {
+        acc[r][0] = _mm512_loadu_ps(c0 + (size_t)r * ld0);
+        acc[r][1] = _mm512_maskz_loadu_ps(m, c0 + (size_t)r * ld0 + NR);
+    }
     for (int k = 0; k < kc; k++) {
-        __m512 b = _mm512_loadu_ps(p + (size_t)k * NR);
+        __m512 b0 = _mm512_loadu_ps(p + (size_t)k * NR), b1 = _mm512_loadu_ps(q + (size_t)k * NR);
 #pragma GCC unroll 12
-        for (int r = 0; r < mr; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * lda + k]), b, acc[r]);
+        for (int r = 0; r < mr; r++) {
+            __m512 av = _mm512_set1_ps(a[(size_t)r * lda + k]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
     }
 #pragma GCC unroll 12
-    for (int r = 0; r < mr; r++) _mm512_mask_storeu_ps(c + (size_t)r * ldc, m, acc[r]);
+    for (int r = 0; r < mr; r++) {
+        _mm512_storeu_ps(c + (size_t)r * ldc, acc[r][0]);
+        _mm512_mask_storeu_ps(c + (size_t)r * ldc + NR, m, acc[r][1]);
+    }
 }
 
-static AVX512 void tile_512(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *c0, int ld0,
-                            float *c, int ldc)
+static AVX512 void tile2_512(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *q,
+                             const float *c0, int ld0, float *c, int ldc)
 {
-    switch (mr) {
-    case 12: tile_avx512(12, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    case 11: tile_avx512(11, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    case 10: tile_avx512(10, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    case 9: tile_avx512(9, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    case 8: tile_avx512(8, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    case 7: tile_avx512(7, nc, kc, a, lda, p, c0, ld0, c, ldc); break;
-    default: tile_fast(mr, nc, kc, a, lda, p, c0, ld0, c, ldc); break; /* up to 6 rows: AVX2 has the registers */
-    }
+    WITH_CONST_ROWS(tile2_avx512, mr, nc, kc, a, lda, p, q, c0, ld0, c, ldc)
 }
 
 /* The instruction set to run: 2 AVX-512, 1 AVX2 with FMA, 0 neither. AVX-512 only where
@@ -157,10 +172,10 @@ static void tile_fast(int mr, int nc, int kc, const float *a, int lda, const flo
 {
     tile_c(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
 }
-static void tile_512(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *c0, int ld0, float *c,
-                     int ldc)
+static void tile2_512(int mr, int nc, int kc, const float *a, int lda, const float *p, const float *q, const float *c0,
+                      int ld0, float *c, int ldc)
 {
-    tile_c(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
+    (void)mr, (void)nc, (void)kc, (void)a, (void)lda, (void)p, (void)q, (void)c0, (void)ld0, (void)c, (void)ldc;
 }
 static int cpu_isa(void) { return 0; }
 static int env_isa(int v) { return v; }
@@ -180,17 +195,18 @@ static void panels(int j0, int j1, int M, int N, int K, const float *A, int lda,
     int set = isa(), rows = set == 2 ? MR512 : MR, tiles = (M + rows - 1) / rows, mr;
     for (int k0 = 0; k0 < K; k0 += KC) {
         int kc = K - k0 < KC ? K - k0 : KC;
-        for (int j = j0; j < j1; j++) {
-            const float *p = P + ((size_t)j * K + k0) * NR;
-            int nc = N - j * NR < NR ? N - j * NR : NR;
+        for (int j = j0, w; j < j1; j += w) {
+            w = set == 2 && j + 1 < j1 ? 2 : 1; /* AVX-512 takes panels in pairs */
+            const float *p = P + ((size_t)j * K + k0) * NR, *q = p + (size_t)K * NR;
+            int nc = N - (j + w - 1) * NR < NR ? N - (j + w - 1) * NR : NR; /* columns of the last panel */
             for (int t = 0, i = 0; t < tiles; t++, i += mr) {
                 mr = M / tiles + (t < M % tiles); /* even tiles: a thin one waits on FMA latency */
                 const float *a = A + (size_t)i * lda + k0;
                 float *c = C + (size_t)i * ldc + (size_t)j * NR;
                 const float *c0 = bias && k0 == 0 ? bias + (size_t)j * NR : c; /* the first pass starts from the bias */
                 int ld0 = bias && k0 == 0 ? 0 : ldc;
-                if (set == 2) tile_512(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
-                else if (set == 1) tile_fast(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
+                if (w == 2) tile2_512(mr, nc, kc, a, lda, p, q, c0, ld0, c, ldc);
+                else if (set >= 1) tile_fast(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
                 else tile_c(mr, nc, kc, a, lda, p, c0, ld0, c, ldc);
             }
         }

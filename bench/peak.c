@@ -37,36 +37,24 @@ const char *bench_blas_core(void) { return openblas_get_corename(); }
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #include <string.h>
-/* One thread's GFLOP/s on 12 independent chains of FMAs, all in registers: 8 lanes, or 16. */
-__attribute__((target("avx2,fma"))) static double fma_rate8(long iters)
-{
-    __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
-    double t0 = seconds();
-    for (long n = 0; n < iters; n++)
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
-    double t = seconds() - t0;
-    float sink[8];
-    for (int i = 1; i < 12; i++) a[0] = _mm256_add_ps(a[0], a[i]);
-    _mm256_storeu_ps(sink, a[0]);
-    return sink[0] == 12345.0f ? 0 : iters * 12.0 * 16.0 / t * 1e-9; /* the sink keeps the loop */
-}
-
-__attribute__((target("avx512f"))) static double fma_rate16(long iters)
-{
-    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
-    double t0 = seconds();
-    for (long n = 0; n < iters; n++)
-#pragma GCC unroll 12
-        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
-    double t = seconds() - t0;
-    float sink[16];
-    for (int i = 1; i < 12; i++) a[0] = _mm512_add_ps(a[0], a[i]);
-    _mm512_storeu_ps(sink, a[0]);
-    return sink[0] == 12345.0f ? 0 : iters * 12.0 * 32.0 / t * 1e-9;
-}
+/* One thread's GFLOP/s on 12 independent chains of FMAs, all in registers, in vectors of
+ * LANES floats; the sink keeps the loop from being dropped. */
+#define FMA_RATE(name, isa, vec, lanes, set1, fmadd, add, storeu)                                                  \
+    __attribute__((target(isa))) static double name(long iters)                                                      \
+    {                                                                                                                  \
+        vec a[12], m = set1(0.999999f), c = set1(1e-7f);                                                              \
+        for (int i = 0; i < 12; i++) a[i] = set1((float)i);                                                            \
+        double t0 = seconds();                                                                                         \
+        for (long n = 0; n < iters; n++)                                                                               \
+            for (int i = 0; i < 12; i++) a[i] = fmadd(a[i], m, c);                                                     \
+        double t = seconds() - t0;                                                                                     \
+        float sink[lanes];                                                                                             \
+        for (int i = 1; i < 12; i++) a[0] = add(a[0], a[i]);                                                           \
+        storeu(sink, a[0]);                                                                                            \
+        return sink[0] == 12345.0f ? 0 : iters * 12.0 * 2 * lanes / t * 1e-9;                                          \
+    }
+FMA_RATE(fma_rate8, "avx2,fma", __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps)
+FMA_RATE(fma_rate16, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps)
 
 double bench_fma_ceiling(const char **isa)
 {
