@@ -10,6 +10,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,7 +154,8 @@ static int cpu_isa(void)
     const char *core = openblas_get_corename();
     int blas512 = core && (strcmp(core, "SkylakeX") == 0 || strcmp(core, "Cooperlake") == 0 ||
                            strcmp(core, "SapphireRapids") == 0);
-    if (blas512 && __builtin_cpu_supports("avx512f")) return 2;
+    if (blas512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return 2; /* AVX2 too: an odd last panel runs the AVX2 tile */
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
@@ -183,9 +185,10 @@ static int env_isa(int v) { return v; }
 
 static int isa(void)
 {
-    static int v = -1; /* a race here writes the same value */
-    if (v < 0) v = env_isa(cpu_isa());
-    return v;
+    static _Atomic int v = -1; /* threads may race here: each stores the same value */
+    int got = atomic_load_explicit(&v, memory_order_relaxed);
+    if (got < 0) atomic_store_explicit(&v, got = env_isa(cpu_isa()), memory_order_relaxed);
+    return got;
 }
 
 /* Panels [j0, j1) of the product: every pass over k, every row tile. */
@@ -217,6 +220,10 @@ void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const
                              int ldc)
 {
     int np = (N + NR - 1) / NR;
+    if (K <= 0) { /* no products: C = bias, or C as it is */
+        for (int i = 0; bias && i < M; i++) memcpy(C + (size_t)i * ldc, bias, (size_t)(N > 0 ? N : 0) * sizeof(float));
+        return;
+    }
     /* Large and called outside a team: the panels split over threads. Each element is still
      * its own chain, so the split changes no bit. */
     if ((double)M * N * K >= LOOM_GEMM_PAR_MIN && np > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {

@@ -6,6 +6,7 @@
  * bits. Within 2 ulp of glibc's expf over the clamped range; a NaN stays a NaN. A value
  * depends on its input alone, never on its place in the array: the tail goes through
  * the same lanes, so a kernel that recomputes tanh(c) gets forward's bits. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "internal.h"
@@ -63,12 +64,14 @@ static AVX2 void tanh_avx2(float *y, const float *x, int n) { ACT_LOOP(tanh8) }
 
 static int vector_ok(void)
 {
-    static int ok = -1; /* a race here writes the same value */
-    if (ok < 0) {
+    static _Atomic int ok = -1; /* threads may race here: each stores the same value */
+    int got = atomic_load_explicit(&ok, memory_order_relaxed);
+    if (got < 0) {
         __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        got = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        atomic_store_explicit(&ok, got, memory_order_relaxed);
     }
-    return ok;
+    return got;
 }
 #else
 static int vector_ok(void) { return 0; }

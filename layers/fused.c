@@ -2,11 +2,17 @@
  * steps, with the GEMMs around it, recorded as one tape node. Its forward and
  * backward sit side by side below.
  *
- * Blocks: the input projection, the input's gradient and the weight gradients
- * are GEMMs over blocks of C steps (about BLOCK_ROWS rows), at multiples of C
- * from the window's start. OpenBLAS's bits depend on a call's row count, so fixed
- * blocks are what lets recomputation (below) make the very calls the plain path
- * makes, and sum the weight gradients in the same order: the same bits.
+ * Blocks: the weight gradients, and without packed weights (below) the input
+ * projection and the input's gradient, are GEMMs over blocks of C steps (about
+ * BLOCK_ROWS rows), at multiples of C from the window's start. OpenBLAS's bits
+ * depend on a call's row count, so fixed blocks are what lets recomputation
+ * (below) make the very calls the plain path makes, and sum the weight gradients
+ * in the same order: the same bits.
+ *
+ * Packed weights (where loom_kernel_packed_fast): W_hh and W_ih are packed once per
+ * window and every step projects its own rows, input and state, on
+ * loom_kernel_gemm_packed, whose bits depend on no grouping of rows; backward's
+ * dh_prev and dx likewise, per step.
  *
  * Recompute (K > 0, K < T): the window runs in segments of K steps. Forward keeps
  * the output h at every step (it is y) and the other state parts only at segment
@@ -29,7 +35,8 @@ typedef struct fused_acts {
     int nb;                    /* positions kept of state parts 1..: T+1 (plain) or nseg+1 boundaries */
     loom_tensor *x;            /* the layer's input [T*B x I] */
     loom_tensor *hist;         /* part 0 at positions 0..T, then parts 1.. at nb positions each */
-    float *pre, *rec, *ws;     /* plain: every step's; recompute: one segment's (pre: the blocks it touches) */
+    float *pre, *rec, *ws;     /* plain: every step's; recompute: one segment's (pre: the blocks it touches,
+                                * of which packed weights use the segment's steps) */
     float *st;                 /* recompute: parts 1.. inside a segment, [S-1][K+1][B x H] */
     int pre0, ws0;             /* the first step pre and ws/rec hold */
     int seg;                   /* the segment whose activations pre/ws/st hold (-1: none) */
@@ -63,7 +70,8 @@ static int row_team(const loom_cell *c, int B)
 
 /* The projections on loom's packed kernel (W_hh and W_ih packed once per window, not once
  * per call as OpenBLAS does) where it matches OpenBLAS's rate, for weights up to
- * PACKED_MAX_W bytes: forward's packs and backward's cost the arena twice their size. */
+ * PACKED_MAX_W bytes: the packs cost the arena up to twice the weights (backward's reuse
+ * forward's in a plain window). */
 #define PACKED_MAX_W (64u << 20)
 static int packed_rec(const loom_cell *c)
 {
@@ -137,7 +145,8 @@ static void forward_rows(fused_acts *a, int sa, int sb, int r0, int r1, const fl
     loom_cell_tile tl = {.B = B, .H = H, .prev = prev, .next = next, .w = c->w};
     for (int s = sa; s < sb; s++) {
         tile_at(a, s, &tl, prev, next);
-        /* The recurrent projection: one GEMM per step, into pre or, split, into rec. */
+        /* The recurrent projection: one GEMM per step, into pre or, split, into rec (packed:
+         * the input's projection too, one more GEMM). */
         float *rp = (c->split_rec ? tl.rec : tl.pre) + (size_t)r0 * GH;
         const float *hp = prev[0] + (size_t)r0 * H;
         if (a->pk) { /* this step's rows projected from both inputs, each GEMM started from its bias */
@@ -162,7 +171,7 @@ static void forward_rows(fused_acts *a, int sa, int sb, int r0, int r1, const fl
     }
 }
 
-/* Forward over segment j: the input projection of each block it touches (one GEMM
+/* Forward over segment j: without packed weights, the input projection of each block it touches (one GEMM
  * each), then per step the recurrent GEMM and the kernel. */
 static void run_segment(fused_acts *a, int j)
 {
@@ -258,7 +267,8 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
 }
 
 /* The GEMMs of block q once its pre-activation gradients are in dP (and dR):
- * the input's gradient and the weight gradients, added in the block order. */
+ * the input's gradient (unless dx_done: per step already) and the weight
+ * gradients, added in the block order. */
 static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *dP, const float *dR, int dx_done)
 {
     loom_cell *c = a->c;

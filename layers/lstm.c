@@ -42,7 +42,12 @@ static void lstm_forward(const loom_cell *cell, const loom_cell_tile *s, int r0,
 }
 /* Cloned for AVX2 with FMA, picked at load by the CPU: the one loop here that the
  * portable build leaves at SSE width. */
-__attribute__((target_clones("arch=x86-64-v3", "default"))) static void lstm_backward_row(int H, int n, const float *restrict a, const float *restrict tc, const float *restrict cp,
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LOOM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define LOOM_CLONES
+#endif
+LOOM_CLONES static void lstm_backward_row(int H, int n, const float *restrict a, const float *restrict tc, const float *restrict cp,
                               const float *restrict dh, const float *restrict dc, float *restrict d, float *restrict dcp)
 {
     for (int j = 0; j < n; j++) {

@@ -482,3 +482,16 @@ Test(kernels, gemm_packed_rows_alone_give_the_same_bits)
     for (int i = 0; i < M; i++) loom_kernel_gemm_packed(1, N, K, A + i * K, K, P, NULL, D + i * N, N);
     cr_assert(memcmp(C, D, sizeof C) == 0, "a row's bits depend on the rows beside it");
 }
+
+/* No inner dimension: C is the bias (or left alone), and nothing is read from A or P. */
+Test(kernels, gemm_packed_with_k_zero_is_the_bias)
+{
+    float bias[5] = {1, 2, 3, 4, 5}, C[2 * 5], D[2 * 5];
+    for (int i = 0; i < 10; i++) C[i] = D[i] = -1.0f;
+    loom_kernel_gemm_packed(2, 5, 0, NULL, 0, NULL, bias, C, 5);
+    loom_kernel_gemm_packed(2, 5, 0, NULL, 0, NULL, NULL, D, 5);
+    for (int i = 0; i < 10; i++) {
+        cr_assert(C[i] == bias[i % 5], "C[%d] = %g, not the bias %g", i, C[i], bias[i % 5]);
+        cr_assert(D[i] == -1.0f, "without a bias, C must be left as it was");
+    }
+}
