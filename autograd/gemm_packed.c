@@ -237,6 +237,12 @@ void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const
     panels(0, np, M, N, K, A, lda, P, bias, C, ldc);
 }
 
+int loom_kernel_simd_width(void)
+{
+    int set = isa();
+    return set == 2 ? 16 : set == 1 ? 8 : 1;
+}
+
 int loom_kernel_packed_fast(void)
 {
     /* As fast as OpenBLAS's own kernels where those use the same instructions. */

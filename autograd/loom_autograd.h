@@ -435,6 +435,9 @@ void loom_kernel_gemm_packed(int M, int N, int K, const float *A, int lda, const
  * beside its Haswell or Zen kernels, AVX-512 beside its SkylakeX, Cooperlake or
  * SapphireRapids ones. Then it matches OpenBLAS's rate and saves its packing per call. */
 int loom_kernel_packed_fast(void);
+/* Floats per vector that loom's own kernels run: 16 (AVX-512, beside OpenBLAS's AVX-512
+ * kernels), 8 (AVX2 with FMA) or 1; LOOM_GEMM_ISA=c|avx2 lowers it (for tests). */
+int loom_kernel_simd_width(void);
 
 /* Elementwise kernels with fewer elements than this run serially. */
 #ifndef LOOM_PAR_MIN

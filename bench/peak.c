@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "loom_autograd.h"
 #include "peak.h"
 
 static double seconds(void)
@@ -36,7 +37,6 @@ const char *bench_blas_core(void) { return openblas_get_corename(); }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#include <string.h>
 /* One thread's GFLOP/s on 12 independent chains of FMAs, all in registers, in vectors of
  * LANES floats; the sink keeps the loop from being dropped. */
 #define FMA_RATE(name, isa, vec, lanes, set1, fmadd, add, storeu)                                                  \
@@ -58,17 +58,14 @@ FMA_RATE(fma_rate16, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm
 
 double bench_fma_ceiling(const char **isa)
 {
-    __builtin_cpu_init();
-    const char *core = openblas_get_corename();
-    int wide = __builtin_cpu_supports("avx512f") && core &&
-               (strcmp(core, "SkylakeX") == 0 || strcmp(core, "Cooperlake") == 0 || strcmp(core, "SapphireRapids") == 0);
-    *isa = wide ? "AVX-512" : "AVX2";
-    if (!wide && (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))) return 0;
+    int width = loom_kernel_simd_width(); /* the width OpenBLAS's kernel set runs, as loom reads it */
+    *isa = width == 16 ? "AVX-512" : width == 8 ? "AVX2" : "no vector";
+    if (width < 8) return 0;
     double best = 0;
     for (int r = 0; r < 3; r++) {
         double sum = 0;
 #pragma omp parallel reduction(+ : sum)
-        sum += wide ? fma_rate16(100000000L / 4) : fma_rate8(100000000L / 4);
+        sum += width == 16 ? fma_rate16(100000000L / 4) : fma_rate8(100000000L / 4);
         if (sum > best) best = sum;
     }
     return best;

@@ -1,12 +1,12 @@
 /* Sigmoid and tanh over arrays, for the cells' pointwise kernels: eight lanes at a time
- * with AVX2 where the CPU has it, else loom_sigmoidf / loom_tanhf one by one.
+ * with AVX2 where the CPU has it (and LOOM_GEMM_ISA=c does not turn it off), else
+ * loom_sigmoidf / loom_tanhf one by one.
  *
  * The vector exp: e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2)/2, e^r by its
  * degree-7 Taylor polynomial (truncation under 1e-8, relative), 2^n put in the exponent
  * bits. Within 2 ulp of glibc's expf over the clamped range; a NaN stays a NaN. A value
  * depends on its input alone, never on its place in the array: the tail goes through
  * the same lanes, so a kernel that recomputes tanh(c) gets forward's bits. */
-#include <stdatomic.h>
 #include <string.h>
 
 #include "internal.h"
@@ -62,22 +62,13 @@ static inline __attribute__((always_inline)) AVX2 __m256 tanh8(__m256 x)
 static AVX2 void sigmoid_avx2(float *y, const float *x, int n) { ACT_LOOP(sigmoid8) }
 static AVX2 void tanh_avx2(float *y, const float *x, int n) { ACT_LOOP(tanh8) }
 
-static int vector_ok(void)
-{
-    static _Atomic int ok = -1; /* threads may race here: each stores the same value */
-    int got = atomic_load_explicit(&ok, memory_order_relaxed);
-    if (got < 0) {
-        __builtin_cpu_init();
-        got = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        atomic_store_explicit(&ok, got, memory_order_relaxed);
-    }
-    return got;
-}
 #else
-static int vector_ok(void) { return 0; }
 static void sigmoid_avx2(float *y, const float *x, int n) { (void)y, (void)x, (void)n; }
 static void tanh_avx2(float *y, const float *x, int n) { (void)y, (void)x, (void)n; }
 #endif
+
+/* AVX2 where loom's kernels run it (loom_kernel_simd_width, one check for both). */
+static int vector_ok(void) { return loom_kernel_simd_width() >= 8; }
 
 void loom_sigmoidv(float *y, const float *x, int n)
 {

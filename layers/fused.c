@@ -35,8 +35,8 @@ typedef struct fused_acts {
     int nb;                    /* positions kept of state parts 1..: T+1 (plain) or nseg+1 boundaries */
     loom_tensor *x;            /* the layer's input [T*B x I] */
     loom_tensor *hist;         /* part 0 at positions 0..T, then parts 1.. at nb positions each */
-    float *pre, *rec, *ws;     /* plain: every step's; recompute: one segment's (pre: the blocks it touches,
-                                * of which packed weights use the segment's steps) */
+    float *pre, *rec, *ws;     /* plain: every step's; recompute: one segment's (pre without packed weights:
+                                * the blocks it touches) */
     float *st;                 /* recompute: parts 1.. inside a segment, [S-1][K+1][B x H] */
     int pre0, ws0;             /* the first step pre and ws/rec hold */
     int seg;                   /* the segment whose activations pre/ws/st hold (-1: none) */
@@ -191,7 +191,7 @@ static void run_segment(fused_acts *a, int j)
                     (size_t)n * GH * sizeof(float));
         }
     }
-    if (!a->plain) a->pre0 = q0 * C, a->ws0 = sa;
+    if (!a->plain) a->pre0 = a->pki ? sa : q0 * C, a->ws0 = sa; /* packed: no blocks, the segment's steps */
     for (int q = q0; q <= q1 && !a->pki; q++) {
         if (q == moved) continue;
         int r0 = q * C, n = (r0 + C < a->T ? C : a->T - r0) * B;
@@ -225,8 +225,9 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
                       .keep = keep, .init = init, .seg = -1};
     a->nseg = (T + a->K - 1) / a->K;
     a->nb = plain ? T + 1 : a->nseg + 1;
-    /* Steps the scratch holds: pre also the blocks a segment's ends fall in. */
-    size_t steps = plain ? (size_t)T : (size_t)a->K, psteps = plain ? (size_t)T : (size_t)a->K + 2 * (size_t)a->C;
+    /* Steps the scratch holds: pre also the blocks a segment's ends fall in, unless packed. */
+    int packed = packed_rec(c);
+    size_t steps = plain ? (size_t)T : (size_t)a->K, psteps = plain || packed ? steps : steps + 2 * (size_t)a->C;
     if (psteps > (size_t)T) psteps = (size_t)T;
     a->team = row_teams ? row_team(c, B) : 1;
     a->prev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->prev);
@@ -236,7 +237,6 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     a->rec = c->split_rec ? loom_arena_alloc(ar, steps * B * GH * sizeof(float)) : NULL;
     a->ws = c->ws_cols ? loom_arena_alloc(ar, steps * B * c->ws_cols * sizeof(float)) : NULL;
     a->st = !plain && S > 1 ? loom_arena_alloc(ar, (size_t)(S - 1) * (a->K + 1) * B * H * sizeof(float)) : NULL;
-    int packed = packed_rec(c);
     a->pk = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(H, GH) * sizeof(float)) : NULL;
     a->pki = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(c->input_size, GH) * sizeof(float)) : NULL;
     a->bsum = packed ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL;
