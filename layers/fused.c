@@ -266,10 +266,18 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     return loom_tape_status(t);
 }
 
+/* Where backward's block GEMMs add the weight and bias gradients: g_ih_t, when set, holds
+ * dW_ih transposed (a thin input makes OpenBLAS's GH x In product run at 60% of its
+ * In x GH rate); g_b, when set, the one bias gradient both biases take (dR is dP). */
+typedef struct bwd_sums {
+    float *g_ih_t, *g_b;
+} bwd_sums;
+
 /* The GEMMs of block q once its pre-activation gradients are in dP (and dR):
  * the input's gradient (unless dx_done: per step already) and the weight
  * gradients, added in the block order. */
-static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *dP, const float *dR, int dx_done)
+static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *dP, const float *dR, int dx_done,
+                        const bwd_sums *sums)
 {
     loom_cell *c = a->c;
     int B = a->B, H = c->hidden_size, GH = c->gates * H, In = c->input_size, r0 = q * a->C;
@@ -279,12 +287,16 @@ static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *d
     float *g;
     if (!dx_done && x->requires_grad && (g = loom_tape_grad(t, x)))
         loom_kernel_gemm(0, 0, n, In, GH, 1.0f, dP, GH, Wi->data, In, 1.0f, g + (size_t)r0 * B * In, In);
-    if (Wi->requires_grad && (g = loom_tape_grad(t, Wi)))
+    if (sums->g_ih_t) loom_kernel_gemm(1, 0, In, GH, n, 1.0f, xb, In, dP, GH, 1.0f, sums->g_ih_t, GH);
+    else if (Wi->requires_grad && (g = loom_tape_grad(t, Wi)))
         loom_kernel_gemm(1, 0, GH, In, n, 1.0f, dP, GH, xb, In, 1.0f, g, In);
     if (Wh->requires_grad && (g = loom_tape_grad(t, Wh)))
         loom_kernel_gemm(1, 0, GH, H, n, 1.0f, dR, GH, hb, H, 1.0f, g, H);
-    if (bi->requires_grad && (g = loom_tape_grad(t, bi))) loom_kernel_add_colsum(g, dP, n, GH);
-    if (bh->requires_grad && (g = loom_tape_grad(t, bh))) loom_kernel_add_colsum(g, dR, n, GH);
+    if (sums->g_b) loom_kernel_add_colsum(sums->g_b, dP, n, GH);
+    else {
+        if (bi->requires_grad && (g = loom_tape_grad(t, bi))) loom_kernel_add_colsum(g, dP, n, GH);
+        if (bh->requires_grad && (g = loom_tape_grad(t, bh))) loom_kernel_add_colsum(g, dR, n, GH);
+    }
 }
 
 /* What backward's steps share, and each thread's pointer arrays (at an offset). */
@@ -388,6 +400,19 @@ static void fused_backward(loom_node *nd)
     }
     if (pk) loom_kernel_pack_b(0, GH, H, c->w[1]->data, H, pk);
     if (pkx) loom_kernel_pack_b(0, GH, c->input_size, c->w[0]->data, c->input_size, pkx);
+    /* Scratch sums (see bwd_sums), added to the flat gradients once the window is done. */
+    int In = c->input_size;
+    float *g_wi = c->w[0]->requires_grad ? loom_tape_grad(t, c->w[0]) : NULL;
+    float *g_bi = c->w[2]->requires_grad ? loom_tape_grad(t, c->w[2]) : NULL;
+    float *g_bh = c->w[3]->requires_grad ? loom_tape_grad(t, c->w[3]) : NULL;
+    bwd_sums sums = {g_wi && 4 * In < GH ? loom_arena_alloc(ar, (size_t)In * GH * sizeof(float)) : NULL,
+                     g_bi && g_bh && dR == dP ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL};
+    if ((g_wi && 4 * In < GH && !sums.g_ih_t) || (g_bi && g_bh && dR == dP && !sums.g_b)) {
+        loom_tape_fail(t, LOOM_ENOMEM, "%s layer backward: out of memory", c->name);
+        return;
+    }
+    if (sums.g_ih_t) memset(sums.g_ih_t, 0, (size_t)In * GH * sizeof(float));
+    if (sums.g_b) memset(sums.g_b, 0, (size_t)GH * sizeof(float));
     bwd_ctx k = {a, G, gst, dP, dR, pk, pkx, gx, dw, dnext, dprev};
     for (int j = a->nseg - 1; j >= 0; j--) {
         if (a->seg != j) run_segment(a, j);
@@ -401,10 +426,15 @@ static void fused_backward(loom_node *nd)
                     backward_rows(&k, hi, lo, q * B / a->team, (q + 1) * B / a->team, (size_t)q * S);
             } else
                 backward_rows(&k, hi, lo, 0, B, 0);
-            if (lo % C == 0) flush_block(t, a, lo / C, dP, dR, pkx != NULL);
+            if (lo % C == 0) flush_block(t, a, lo / C, dP, dR, pkx != NULL, &sums);
             loom_tape_poll(t); /* lets work overlapped with backward (an all-reduce) progress */
         }
     }
+    if (sums.g_ih_t) /* dW_ih from its transpose */
+        LOOM_PFOR(r, GH, {
+            for (int i = 0; i < In; i++) g_wi[(size_t)r * In + i] += sums.g_ih_t[(size_t)i * GH + r];
+        });
+    for (int i = 0; sums.g_b && i < GH; i++) g_bi[i] += sums.g_b[i], g_bh[i] += sums.g_b[i];
     float *g;
     for (int i = 4; i < c->nw; i++)
         if (dw[i] && (g = loom_tape_grad(t, c->w[i]))) loom_kernel_add_colsum(g, dw[i], B, c->w[i]->cols);
