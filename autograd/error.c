@@ -1,4 +1,5 @@
-/* Error messages, counted allocation and the thread-count knob. */
+/* Error messages, counted allocation, the thread-count knob, and the reduction and fill
+ * kernels that every module uses. */
 #include <omp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -70,7 +71,10 @@ void loom_threads_set(int n)
 
 int loom_threads_get(void) { return omp_get_max_threads(); }
 
-/* Blocked sum of x[i] (or x[i]^2) in double; block boundaries depend on n only. */
+/* Blocked sum of x[i] (or x[i]^2) in double; block boundaries depend on n only. Inside a
+ * block, LANES interleaved chains summed in a fixed order: one chain would wait on the
+ * add's latency at every element. */
+#define LANES 8
 static double sum_blocked(const float *x, size_t n, int squares)
 {
     size_t bs = (n + 63) / 64;
@@ -78,17 +82,36 @@ static double sum_blocked(const float *x, size_t n, int squares)
     long nb = (long)((n + bs - 1) / bs);
     double part[64];
     LOOM_PFOR_IF(n >= LOOM_PAR_MIN, b, nb, {
-        size_t lo = (size_t)b * bs, hi = lo + bs < n ? lo + bs : n;
-        double s = 0;
+        size_t lo = (size_t)b * bs, hi = lo + bs < n ? lo + bs : n, i = lo;
+        double acc[LANES] = {0};
         if (squares)
-            for (size_t i = lo; i < hi; i++) s += (double)x[i] * x[i];
+            for (; i + LANES <= hi; i += LANES)
+                for (int l = 0; l < LANES; l++) acc[l] += (double)x[i + l] * x[i + l];
         else
-            for (size_t i = lo; i < hi; i++) s += x[i];
-        part[b] = s;
+            for (; i + LANES <= hi; i += LANES)
+                for (int l = 0; l < LANES; l++) acc[l] += x[i + l];
+        for (int l = 0; i < hi; i++, l++) acc[l] += squares ? (double)x[i] * x[i] : x[i];
+        part[b] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     });
     double s = 0;
     for (long b = 0; b < nb; b++) s += part[b];
     return s;
+}
+
+/* Memory set to zero, split over the team from ZERO_PAR_MIN floats: one thread alone
+ * cannot fill the memory bus. */
+#define ZERO_PAR_MIN (1L << 18)
+void loom_kernel_zero(float *x, size_t n)
+{
+    if (!x && n) {
+        LOOM_NULL_ARG("kernel_zero", "x");
+        return;
+    }
+    long nt = (long)n >= ZERO_PAR_MIN ? omp_get_max_threads() : 1;
+    LOOM_PFOR_IF(nt > 1, q, nt, {
+        size_t lo = n * (size_t)q / (size_t)nt, hi = n * (size_t)(q + 1) / (size_t)nt;
+        memset(x + lo, 0, (hi - lo) * sizeof(float));
+    });
 }
 
 double loom_kernel_sum(const float *x, size_t n)

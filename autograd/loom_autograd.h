@@ -401,6 +401,8 @@ int loom_gradcheck_format(const loom_gradcheck_result *res, char *buf, size_t n)
 
 /* g[c] += sum over rows of x[r][c]; same bits on any thread count. */
 void loom_kernel_add_colsum(float *g, const float *x, int rows, int cols);
+/* x[0..n) = 0, split over the team when large. */
+void loom_kernel_zero(float *x, size_t n);
 /* Sum of x[0..n) accumulated in double, in fixed blocks (same bits on any thread count). */
 double loom_kernel_sum(const float *x, size_t n);
 /* Sum of squares, the same way. */

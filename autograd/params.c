@@ -160,7 +160,7 @@ void loom_params_zero_grad(loom_params *p)
         LOOM_NULL_ARG("params_zero_grad", "params");
         return;
     }
-    if (p->grad) memset(p->grad, 0, p->size * sizeof(float));
+    if (p->grad) loom_kernel_zero(p->grad, p->size);
 }
 
 size_t loom_params_size(const loom_params *p)

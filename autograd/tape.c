@@ -164,7 +164,7 @@ loom_tensor *loom_tape_zeros(loom_tape *t, int rows, int cols)
 {
     if (!t) return LOOM_NULL_ARG("tape_zeros", "tape"), NULL;
     loom_tensor *x = loom_tape_tensor(t, rows, cols);
-    if (x) memset(x->data, 0, loom_tensor_size(x) * sizeof(float));
+    if (x) loom_kernel_zero(x->data, loom_tensor_size(x));
     return x;
 }
 
@@ -218,7 +218,7 @@ float *loom_tape_grad(loom_tape *t, loom_tensor *x)
             loom_tape_fail(t, LOOM_ENOMEM, "backward: out of memory for a [%dx%d] gradient", x->rows, x->cols);
             return NULL;
         }
-        memset(x->grad, 0, bytes);
+        loom_kernel_zero(x->grad, loom_tensor_size(x));
     }
     return x->grad;
 }

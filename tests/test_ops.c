@@ -483,6 +483,45 @@ Test(kernels, gemm_packed_rows_alone_give_the_same_bits)
     cr_assert(memcmp(C, D, sizeof C) == 0, "a row's bits depend on the rows beside it");
 }
 
+/* The blocked sums against a sequential long-double sum, at sizes around the lane count,
+ * the block size and the parallel threshold; and the same bits on one thread as on two. */
+Test(kernels, sums_match_a_reference_on_any_thread_count)
+{
+    static const size_t ns[] = {1, 7, 8, 9, 4095, 4097, 65536 + 13, 300001};
+    float *x = malloc(sizeof(float) * 300001);
+    cr_assert(x);
+    for (size_t i = 0; i < 300001; i++) x[i] = sinf((float)i * 0.37f) * (float)(1 + i % 13);
+    int threads = loom_threads_get();
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+        long double s = 0, q = 0;
+        for (size_t i = 0; i < ns[k]; i++) s += x[i], q += (long double)x[i] * x[i];
+        double s2 = loom_kernel_sum(x, ns[k]), q2 = loom_kernel_sumsq(x, ns[k]);
+        cr_assert(fabsl(s2 - s) <= 1e-12L * (fabsl(q) + 1), "n %zu: sum %.17g, not %.17Lg", ns[k], s2, s);
+        cr_assert(fabsl(q2 - q) <= 1e-12L * q, "n %zu: sum of squares %.17g, not %.17Lg", ns[k], q2, q);
+        loom_threads_set(1);
+        double s1 = loom_kernel_sum(x, ns[k]), q1 = loom_kernel_sumsq(x, ns[k]);
+        loom_threads_set(threads);
+        cr_assert(memcmp(&s1, &s2, sizeof s1) == 0 && memcmp(&q1, &q2, sizeof q1) == 0,
+                  "n %zu: the sums' bits depend on the thread count", ns[k]);
+    }
+    free(x);
+}
+
+/* Zeroing a large range (split over the team) clears it all and nothing beside it. */
+Test(kernels, zero_clears_exactly_its_range)
+{
+    enum { N = (1 << 19) + 5 };
+    float *x = malloc(sizeof(float) * (N + 2));
+    cr_assert(x);
+    for (size_t n = 3; n <= N; n = n * 64 + 1) {
+        for (size_t i = 0; i < N + 2; i++) x[i] = 1.5f;
+        loom_kernel_zero(x + 1, n);
+        cr_assert(x[0] == 1.5f && x[n + 1] == 1.5f, "n %zu: a neighbour was written", n);
+        for (size_t i = 1; i <= n; i++) cr_assert(x[i] == 0.0f, "n %zu: x[%zu] = %g, not 0", n, i - 1, x[i]);
+    }
+    free(x);
+}
+
 /* No inner dimension: C is the bias (or left alone), and nothing is read from A or P. */
 Test(kernels, gemm_packed_with_k_zero_is_the_bias)
 {
