@@ -149,10 +149,11 @@ static void forward_rows(fused_acts *a, int sa, int sb, int r0, int r1, const fl
          * the input's projection too, one more GEMM). */
         float *rp = (c->split_rec ? tl.rec : tl.pre) + (size_t)r0 * GH;
         const float *hp = prev[0] + (size_t)r0 * H;
-        if (a->pk) { /* this step's rows projected from both inputs, each GEMM started from its bias */
+        if (a->pk) { /* this step's rows projected (with pki, from both inputs), each GEMM started from its bias */
             int In = c->input_size;
-            loom_kernel_gemm_packed(n, GH, In, a->x->data + ((size_t)s * B + r0) * In, In, a->pki,
-                                    c->split_rec ? c->w[2]->data : a->bsum, tl.pre + (size_t)r0 * GH, GH);
+            if (a->pki)
+                loom_kernel_gemm_packed(n, GH, In, a->x->data + ((size_t)s * B + r0) * In, In, a->pki,
+                                        c->split_rec ? c->w[2]->data : a->bsum, tl.pre + (size_t)r0 * GH, GH);
             loom_kernel_gemm_packed(n, GH, H, hp, H, a->pk, c->split_rec ? c->w[3]->data : NULL, rp, GH);
         } else {
             if (c->split_rec) fill_rows(rp, c->w[3]->data, (size_t)n, GH);
@@ -196,7 +197,7 @@ static void run_segment(fused_acts *a, int j)
         if (q == moved) continue;
         int r0 = q * C, n = (r0 + C < a->T ? C : a->T - r0) * B;
         float *p = a->pre + (size_t)(r0 - a->pre0) * B * GH;
-        fill_rows(p, c->w[2]->data, (size_t)n, GH);
+        fill_rows(p, a->pk && !c->split_rec ? a->bsum : c->w[2]->data, (size_t)n, GH); /* packed: b_hh here too */
         loom_kernel_gemm(0, 1, n, GH, In, 1.0f, a->x->data + (size_t)r0 * B * In, In, c->w[0]->data, In, 1.0f, p, GH);
     }
     if (a->team > 1) {
@@ -226,10 +227,12 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     a->nseg = (T + a->K - 1) / a->K;
     a->nb = plain ? T + 1 : a->nseg + 1;
     /* Steps the scratch holds: pre also the blocks a segment's ends fall in, unless packed. */
-    int packed = packed_rec(c);
-    size_t steps = plain ? (size_t)T : (size_t)a->K, psteps = plain || packed ? steps : steps + 2 * (size_t)a->C;
-    if (psteps > (size_t)T) psteps = (size_t)T;
     a->team = row_teams ? row_team(c, B) : 1;
+    /* The input's projection per step where the team keeps W_ih in cache; else per block, on
+     * OpenBLAS: at every step it would stream W_ih from memory (L's 16 MiB). */
+    int packed = packed_rec(c), packed_in = packed && a->team > 1;
+    size_t steps = plain ? (size_t)T : (size_t)a->K, psteps = plain || packed_in ? steps : steps + 2 * (size_t)a->C;
+    if (psteps > (size_t)T) psteps = (size_t)T;
     a->prev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->prev);
     a->next = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->next);
     a->hist = loom_tape_tensor(t, (T + 1) * B + (S - 1) * a->nb * B, H);
@@ -238,16 +241,16 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     a->ws = c->ws_cols ? loom_arena_alloc(ar, steps * B * c->ws_cols * sizeof(float)) : NULL;
     a->st = !plain && S > 1 ? loom_arena_alloc(ar, (size_t)(S - 1) * (a->K + 1) * B * H * sizeof(float)) : NULL;
     a->pk = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(H, GH) * sizeof(float)) : NULL;
-    a->pki = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(c->input_size, GH) * sizeof(float)) : NULL;
+    a->pki = packed_in ? loom_arena_alloc(ar, loom_kernel_pack_size(c->input_size, GH) * sizeof(float)) : NULL;
     a->bsum = packed ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL;
     if (!a->prev || !a->next || !a->hist || !a->pre || (c->split_rec && !a->rec) || (c->ws_cols && !a->ws) ||
-        (!plain && S > 1 && !a->st) || (packed && (!a->pk || !a->pki || !a->bsum)))
+        (!plain && S > 1 && !a->st) || (packed && (!a->pk || !a->bsum)) || (packed_in && !a->pki))
         return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory for a window of %dx%d", c->name, T, B), LOOM_ENOMEM;
     for (int k = 0; k < S; k++)
         memcpy(a->hist->data + hist_row(a, k, 0) * H, init[k]->data, (size_t)B * H * sizeof(float));
     if (packed) {
         loom_kernel_pack_b(1, H, GH, c->w[1]->data, H, a->pk);
-        loom_kernel_pack_b(1, c->input_size, GH, c->w[0]->data, c->input_size, a->pki);
+        if (packed_in) loom_kernel_pack_b(1, c->input_size, GH, c->w[0]->data, c->input_size, a->pki);
         for (int i = 0; i < GH; i++) a->bsum[i] = c->w[2]->data[i] + c->w[3]->data[i];
     }
     for (int j = 0; j < a->nseg; j++) run_segment(a, j);
