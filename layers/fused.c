@@ -17,6 +17,10 @@
  * Recompute (K > 0, K < T): the window runs in segments of K steps. Forward keeps
  * the output h at every step (it is y) and the other state parts only at segment
  * boundaries; the gates, workspace and inner states live in one segment's scratch.
+ *
+ * Only h is the tape's tensor (hist): the other parts (an LSTM's c) are the layer's
+ * own, and so is their gradient, which backward needs one step at a time: a ring of
+ * two positions in a plain window. Their final values are copied out (ends).
  * Backward walks the segments from the last, recomputing each one's forward from
  * its boundary state before walking its steps back. */
 #include <omp.h>
@@ -34,7 +38,9 @@ typedef struct fused_acts {
     int nseg, plain;           /* plain: one segment, every activation kept */
     int nb;                    /* positions kept of state parts 1..: T+1 (plain) or nseg+1 boundaries */
     loom_tensor *x;            /* the layer's input [T*B x I] */
-    loom_tensor *hist;         /* part 0 at positions 0..T, then parts 1.. at nb positions each */
+    loom_tensor *hist;         /* part 0 (h) at positions 0..T: y is a view of it */
+    float *parts;              /* parts 1.. at nb positions each */
+    loom_tensor *ends;         /* parts 1.. at T, copied: the final state's other parts [(S-1)*B x H] */
     float *pre, *rec, *ws;     /* plain: every step's; recompute: one segment's (pre without packed weights:
                                 * the blocks it touches) */
     float *st;                 /* recompute: parts 1.. inside a segment, [S-1][K+1][B x H] */
@@ -81,23 +87,29 @@ static int packed_rec(const loom_cell *c)
 
 static int block_steps(int B) { return B >= BLOCK_ROWS ? 1 : (BLOCK_ROWS + B - 1) / B; }
 
-/* Row of hist holding part k at position p (p a kept position). */
-static size_t hist_row(const fused_acts *a, int k, int p)
-{
-    if (k == 0) return (size_t)p * a->B;
-    int slot = a->plain ? p : p == a->T ? a->nseg : p / a->K;
-    return ((size_t)(a->T + 1) + (size_t)(k - 1) * a->nb + slot) * a->B;
-}
+/* Where the state's values, or their gradients, live: part 0 at every position in h;
+ * parts 1.. at kept positions in parts (ring: only positions p and p + 1, in slot p % 2)
+ * and inside a segment in the scratch scr. */
+typedef struct state_store {
+    float *h, *parts, *scr;
+    int ring;
+} state_store;
 
 static int kept(const fused_acts *a, int k, int p) { return k == 0 || a->plain || p % a->K == 0 || p == a->T; }
 
-/* Part k of the state at position p (grad: its gradient); inside a segment, the scratch scr. */
-static float *state_at(const fused_acts *a, const float *hist, float *scr, int k, int p)
+/* Part k of the state at position p in store st. */
+static float *state_at(const fused_acts *a, const state_store *st, int k, int p)
 {
     size_t BH = (size_t)a->B * a->c->hidden_size;
-    if (kept(a, k, p)) return (float *)hist + hist_row(a, k, p) * a->c->hidden_size;
-    return scr + ((size_t)(k - 1) * (a->K + 1) + (size_t)(p - p / a->K * a->K)) * BH;
+    if (k == 0) return st->h + (size_t)p * BH;
+    if (kept(a, k, p)) {
+        int slot = st->ring ? p % 2 : a->plain ? p : p == a->T ? a->nseg : p / a->K;
+        return st->parts + ((size_t)(k - 1) * (st->ring ? 2 : a->nb) + (size_t)slot) * BH;
+    }
+    return st->scr + ((size_t)(k - 1) * (a->K + 1) + (size_t)(p - p / a->K * a->K)) * BH;
 }
+
+static state_store values(const fused_acts *a) { return (state_store){a->hist->data, a->parts, a->st, 0}; }
 
 /* Points a tile at step s: pre/rec/ws rows and the state before and after it. */
 static void tile_at(const fused_acts *a, int s, loom_cell_tile *tl, const float **prev, float **next)
@@ -106,9 +118,10 @@ static void tile_at(const fused_acts *a, int s, loom_cell_tile *tl, const float 
     tl->pre = a->pre + (size_t)(s - a->pre0) * B * GH;
     tl->rec = a->rec ? a->rec + (size_t)(s - a->ws0) * B * GH : NULL;
     tl->ws = a->ws ? a->ws + (size_t)(s - a->ws0) * B * a->c->ws_cols : NULL;
+    state_store v = values(a);
     for (int k = 0; k < a->c->n_state; k++) {
-        prev[k] = state_at(a, a->hist->data, a->st, k, s);
-        next[k] = state_at(a, a->hist->data, a->st, k, s + 1);
+        prev[k] = state_at(a, &v, k, s);
+        next[k] = state_at(a, &v, k, s + 1);
     }
 }
 
@@ -235,7 +248,9 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     if (psteps > (size_t)T) psteps = (size_t)T;
     a->prev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->prev);
     a->next = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->next);
-    a->hist = loom_tape_tensor(t, (T + 1) * B + (S - 1) * a->nb * B, H);
+    a->hist = loom_tape_tensor(t, (T + 1) * B, H);
+    a->parts = S > 1 ? loom_arena_alloc(ar, (size_t)(S - 1) * a->nb * B * H * sizeof(float)) : NULL;
+    a->ends = S > 1 ? loom_tape_tensor(t, (S - 1) * B, H) : NULL;
     a->pre = loom_arena_alloc(ar, psteps * B * GH * sizeof(float));
     a->rec = c->split_rec ? loom_arena_alloc(ar, steps * B * GH * sizeof(float)) : NULL;
     a->ws = c->ws_cols ? loom_arena_alloc(ar, steps * B * c->ws_cols * sizeof(float)) : NULL;
@@ -243,11 +258,11 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     a->pk = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(H, GH) * sizeof(float)) : NULL;
     a->pki = packed_in ? loom_arena_alloc(ar, loom_kernel_pack_size(c->input_size, GH) * sizeof(float)) : NULL;
     a->bsum = packed ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL;
-    if (!a->prev || !a->next || !a->hist || !a->pre || (c->split_rec && !a->rec) || (c->ws_cols && !a->ws) ||
+    if (!a->prev || !a->next || !a->hist || (S > 1 && (!a->parts || !a->ends)) || !a->pre || (c->split_rec && !a->rec) || (c->ws_cols && !a->ws) ||
         (!plain && S > 1 && !a->st) || (packed && (!a->pk || !a->bsum)) || (packed_in && !a->pki))
         return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory for a window of %dx%d", c->name, T, B), LOOM_ENOMEM;
-    for (int k = 0; k < S; k++)
-        memcpy(a->hist->data + hist_row(a, k, 0) * H, init[k]->data, (size_t)B * H * sizeof(float));
+    state_store v = values(a);
+    for (int k = 0; k < S; k++) memcpy(state_at(a, &v, k, 0), init[k]->data, (size_t)B * H * sizeof(float));
     if (packed) {
         loom_kernel_pack_b(1, H, GH, c->w[1]->data, H, a->pk);
         if (packed_in) loom_kernel_pack_b(1, c->input_size, GH, c->w[0]->data, c->input_size, a->pki);
@@ -261,11 +276,18 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     in[0] = x;
     memcpy(in + 1, c->w, (size_t)c->nw * sizeof *in);
     memcpy(in + 1 + c->nw, init, (size_t)S * sizeof *in);
+    for (int k = 1; k < S; k++)
+        memcpy(a->ends->data + (size_t)(k - 1) * B * H, state_at(a, &v, k, T), (size_t)B * H * sizeof(float));
     loom_node *nd = loom_tape_record(t, c->name, fused_backward, a->hist, in, n_in);
-    if (nd) nd->ctx = a;
+    if (nd) {
+        nd->ctx = a;
+        nd->out2 = a->ends; /* walked for the final c's gradient too, whatever reaches h */
+        if (a->ends) a->ends->requires_grad = 1;
+    }
     *y = loom_tape_view_rows(t, a->hist, B, N);
-    for (int k = 0; k < S && *y; k++)
-        if (!(last[k] = loom_tape_view_rows(t, a->hist, (int)hist_row(a, k, T), B))) break;
+    if (*y) last[0] = loom_tape_view_rows(t, a->hist, T * B, B);
+    for (int k = 1; k < S && *y && last[0]; k++)
+        if (!(last[k] = loom_tape_view_rows(t, a->ends, (k - 1) * B, B))) break;
     return loom_tape_status(t);
 }
 
@@ -305,7 +327,8 @@ static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *d
 /* What backward's steps share, and each thread's pointer arrays (at an offset). */
 typedef struct bwd_ctx {
     fused_acts *a;
-    float *G, *gst, *dP, *dR;
+    state_store g; /* the states' gradients */
+    float *dP, *dR;
     float *pk;      /* W_hh packed for dh_prev += dR W_hh (NULL: OpenBLAS's per call) */
     float *pkx, *gx; /* W_ih packed for the input's gradient at each step (NULL: per block), and that gradient */
     float **dw;
@@ -327,8 +350,10 @@ static void backward_rows(const bwd_ctx *k, int hi, int lo, int r0, int r1, size
     for (int s = hi; s >= lo; s--) {
         tile_at(a, s, &tl, prev, next);
         for (int q = 0; q < S; q++) {
-            dnext[q] = state_at(a, k->G, k->gst, q, s + 1);
-            dprev[q] = state_at(a, k->G, k->gst, q, s);
+            dnext[q] = state_at(a, &k->g, q, s + 1);
+            dprev[q] = state_at(a, &k->g, q, s);
+            if (q > 0 && k->g.ring) /* the slot held position s + 2's, spent */
+                memset(dprev[q] + (size_t)r0 * H, 0, (size_t)(r1 - r0) * H * sizeof(float));
         }
         tl.dpre = k->dP + (size_t)(s % C) * B * GH;
         tl.drec = c->split_rec ? k->dR + (size_t)(s % C) * B * GH : NULL;
@@ -377,7 +402,11 @@ static void fused_backward(loom_node *nd)
     float **dw = loom_arena_alloc(ar, (size_t)c->nw * sizeof *dw);
     const float **dnext = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *dnext);
     float **dprev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *dprev);
-    float *G = loom_tape_grad(t, a->hist); /* the gradient of every kept state */
+    float *G = loom_tape_grad(t, a->hist); /* h's gradient at every position */
+    /* The other parts' gradients: a plain window needs two positions at a time, a recomputed
+     * one every kept position (segments pass them on). */
+    size_t BH = (size_t)B * H, npart = (size_t)(S - 1) * (a->plain ? 2 : a->nb) * BH;
+    float *gparts = S > 1 ? loom_arena_alloc(ar, npart * sizeof(float)) : NULL;
     /* A plain window never runs forward again: forward's packs are free to hold backward's. */
     size_t npk = loom_kernel_pack_size(GH, H), npx = loom_kernel_pack_size(GH, c->input_size);
     float *pk = !a->pk ? NULL
@@ -387,7 +416,7 @@ static void fused_backward(loom_node *nd)
     float *pkx = !gx ? NULL
                  : a->plain && npx <= loom_kernel_pack_size(c->input_size, GH) ? a->pki
                                                                                : loom_arena_alloc(ar, npx * sizeof(float));
-    if (!dP || !dR || (!a->plain && S > 1 && !gst) || !dw || !dnext || !dprev || !G || (a->pk && !pk) || (gx && !pkx)) {
+    if (!dP || !dR || (!a->plain && S > 1 && !gst) || !dw || !dnext || !dprev || !G || (S > 1 && !gparts) || (a->pk && !pk) || (gx && !pkx)) {
         loom_tape_fail(t, LOOM_ENOMEM, "%s layer backward: out of memory", c->name);
         return;
     }
@@ -416,7 +445,15 @@ static void fused_backward(loom_node *nd)
     }
     if (sums.g_ih_t) memset(sums.g_ih_t, 0, (size_t)In * GH * sizeof(float));
     if (sums.g_b) memset(sums.g_b, 0, (size_t)GH * sizeof(float));
-    bwd_ctx k = {a, G, gst, dP, dR, pk, pkx, gx, dw, dnext, dprev};
+    bwd_ctx k = {a, {G, gparts, gst, a->plain}, dP, dR, pk, pkx, gx, dw, dnext, dprev};
+    if (gparts) { /* the final parts' gradient (a consumer of ends) starts the walk, else zero */
+        loom_kernel_zero(gparts, a->plain ? 0 : npart);
+        for (int q = 1; q < S; q++) {
+            float *d = state_at(a, &k.g, q, a->T);
+            if (a->ends->grad) memcpy(d, a->ends->grad + (size_t)(q - 1) * BH, BH * sizeof(float));
+            else memset(d, 0, BH * sizeof(float));
+        }
+    }
     for (int j = a->nseg - 1; j >= 0; j--) {
         if (a->seg != j) run_segment(a, j);
         if (gst) memset(gst, 0, inner * sizeof(float)); /* inner states' gradients start at zero, as kept ones do */
@@ -441,9 +478,9 @@ static void fused_backward(loom_node *nd)
     float *g;
     for (int i = 4; i < c->nw; i++)
         if (dw[i] && (g = loom_tape_grad(t, c->w[i]))) loom_kernel_add_colsum(g, dw[i], B, c->w[i]->cols);
-    for (int k = 0; k < S; k++)
-        if (a->init[k]->requires_grad && (g = loom_tape_grad(t, a->init[k]))) {
-            const float *g0 = G + hist_row(a, k, 0) * H;
-            for (size_t i = 0; i < (size_t)B * H; i++) g[i] += g0[i];
+    for (int q = 0; q < S; q++)
+        if (a->init[q]->requires_grad && (g = loom_tape_grad(t, a->init[q]))) {
+            const float *g0 = state_at(a, &k.g, q, 0);
+            for (size_t i = 0; i < BH; i++) g[i] += g0[i];
         }
 }
