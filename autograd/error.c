@@ -103,7 +103,8 @@ static double sum_blocked(const float *x, size_t n, int squares)
 #define ZERO_PAR_MIN (1L << 18)
 void loom_kernel_zero(float *x, size_t n)
 {
-    if (!x && n) {
+    if (!n) return; /* nothing to clear; memset must not see a null pointer */
+    if (!x) {
         LOOM_NULL_ARG("kernel_zero", "x");
         return;
     }

@@ -20,7 +20,7 @@ if [ ! -x /usr/bin/python3 ] || ! /usr/bin/python3 -c 'import torch' 2>/dev/null
 fi
 mkdir -p "$OUT"
 { date; uname -a; grep -m1 'model name' /proc/cpuinfo; nproc; echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset}";
-  git rev-parse HEAD; uptime; } >"$OUT/machine.txt"
+  git rev-parse HEAD; uptime; } >"$OUT/machine.txt" || true
 for r in $(seq 1 "$ROUNDS"); do
     echo "round $r" >&2
     "$BENCH" --config all --peak 4096 >"$OUT/loom-$r.txt"
@@ -30,5 +30,5 @@ done
 env -u OPENBLAS_CORETYPE "$BENCH" --config all --peak 4096 >"$OUT/loom-unpinned.txt"
 env -u OPENBLAS_CORETYPE /usr/bin/python3 bench/torch_ref.py >"$OUT/torch-unpinned.txt"
 uptime >>"$OUT/machine.txt"
-for f in "$OUT"/loom-*.txt; do echo "== $f"; grep -E '^(sgemm|[SMLC] )' "$f"; done
+for f in "$OUT"/loom-*.txt; do echo "== $f"; grep -E '^(sgemm|[SMLC] )' "$f" || echo "(no rows: see the log)"; done
 for f in "$OUT"/torch-*.txt; do echo "== $f"; sed -n '/best of the set-ups/,$p' "$f"; done

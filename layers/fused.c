@@ -9,10 +9,10 @@
  * (below) make the very calls the plain path makes, and sum the weight gradients
  * in the same order: the same bits.
  *
- * Packed weights (where loom_kernel_packed_fast): W_hh and W_ih are packed once per
- * window and every step projects its own rows, input and state, on
- * loom_kernel_gemm_packed, whose bits depend on no grouping of rows; backward's
- * dh_prev and dx likewise, per step.
+ * Packed weights (where loom_kernel_packed_fast): W_hh is packed once per window and
+ * every step projects its rows' state on loom_kernel_gemm_packed, whose bits depend
+ * on no grouping of rows; backward's dh_prev likewise. With a row team, W_ih too:
+ * each step also projects its rows' input, and backward computes their dx, per step.
  *
  * Recompute (K > 0, K < T): the window runs in segments of K steps. Forward keeps
  * the output h at every step (it is y) and the other state parts only at segment
@@ -52,7 +52,7 @@ typedef struct fused_acts {
     const float **prev;        /* [team][n_state] each thread's tile state pointers */
     float **next;
     int team;                  /* threads that each own a range of batch rows over the whole window (1: none) */
-    float *pk, *pki;           /* W_hh^T, W_ih^T packed once for the window (NULL: OpenBLAS's GEMMs); with them
+    float *pk, *pki;           /* W_hh^T, W_ih^T packed once for the window (NULL: OpenBLAS's GEMMs); with pki
                                 * each thread projects its own rows' input at every step, no block GEMMs */
     float *bsum;               /* with them: b_ih + b_hh, where one GEMM's start is both biases */
 } fused_acts;

@@ -195,11 +195,10 @@ static loom_status forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T
     if (s->bidirectional != (s->rcells != NULL))
         return loom_error_set(LOOM_ESTATE, "seq: bidirectional is set by loom_seq_set_bidirectional, not by hand");
     if (loom_tape_check(t, "seq", &x, 1) != LOOM_OK) return loom_tape_status(t);
-    int S = 1; /* the most state parts of a layer: a fused layer keeps S x (T+1) x B rows of history */
-    for (int l = 0; l < s->layers; l++) S = s->cells[l].n_state > S ? s->cells[l].n_state : S;
-    if (T > 0 && B > 0 && (long long)S * (T + 1) * B > INT_MAX)
+    /* A fused layer's output history is one tensor of (T+1) x B rows. */
+    if (T > 0 && B > 0 && (long long)(T + 1) * B > INT_MAX)
         return loom_error_set(LOOM_ESHAPE, "seq: T=%d x B=%d is too many rows: the state history needs %lld, at most %d",
-                              T, B, (long long)S * (T + 1) * B, INT_MAX);
+                              T, B, (long long)(T + 1) * B, INT_MAX);
     if (T <= 0 || B <= 0 || (long long)x->rows != (long long)T * B || x->cols != s->cells[0].input_size)
         return loom_error_set(LOOM_ESHAPE, "seq: input [%dx%d] does not fit T=%d x B=%d rows of %d features", x->rows,
                               x->cols, T, B, s->cells[0].input_size);
