@@ -258,8 +258,9 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     a->pk = packed ? loom_arena_alloc(ar, loom_kernel_pack_size(H, GH) * sizeof(float)) : NULL;
     a->pki = packed_in ? loom_arena_alloc(ar, loom_kernel_pack_size(c->input_size, GH) * sizeof(float)) : NULL;
     a->bsum = packed ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL;
-    if (!a->prev || !a->next || !a->hist || (S > 1 && (!a->parts || !a->ends)) || !a->pre || (c->split_rec && !a->rec) || (c->ws_cols && !a->ws) ||
-        (!plain && S > 1 && !a->st) || (packed && (!a->pk || !a->bsum)) || (packed_in && !a->pki))
+    if (!a->prev || !a->next || !a->hist || (S > 1 && (!a->parts || !a->ends)) || !a->pre ||
+        (c->split_rec && !a->rec) || (c->ws_cols && !a->ws) || (!plain && S > 1 && !a->st) || (packed && (!a->pk || !a->bsum)) ||
+        (packed_in && !a->pki))
         return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory for a window of %dx%d", c->name, T, B), LOOM_ENOMEM;
     state_store v = values(a);
     for (int k = 0; k < S; k++) memcpy(state_at(a, &v, k, 0), init[k]->data, (size_t)B * H * sizeof(float));
@@ -297,6 +298,35 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
 typedef struct bwd_sums {
     float *g_ih_t, *g_b;
 } bwd_sums;
+
+/* Allocates and clears the sums a layer's gradients call for; 0 when out of memory. */
+static int sums_init(loom_tape *t, const loom_cell *c, int dr_is_dp, bwd_sums *s)
+{
+    int In = c->input_size, GH = c->gates * c->hidden_size;
+    int thin = c->w[0]->requires_grad && 4 * In < GH;
+    int one_bias = dr_is_dp && c->w[2]->requires_grad && c->w[3]->requires_grad;
+    loom_arena *ar = loom_tape_arena(t);
+    s->g_ih_t = thin ? loom_arena_alloc(ar, (size_t)In * GH * sizeof(float)) : NULL;
+    s->g_b = one_bias ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL;
+    if ((thin && !s->g_ih_t) || (one_bias && !s->g_b)) return 0;
+    if (s->g_ih_t) memset(s->g_ih_t, 0, (size_t)In * GH * sizeof(float));
+    if (s->g_b) memset(s->g_b, 0, (size_t)GH * sizeof(float));
+    return 1;
+}
+
+/* Adds the window's sums to the weights' and biases' gradients. */
+static void sums_add(loom_tape *t, const loom_cell *c, const bwd_sums *s)
+{
+    int In = c->input_size, GH = c->gates * c->hidden_size;
+    float *g;
+    if (s->g_ih_t && (g = loom_tape_grad(t, c->w[0]))) /* dW_ih from its transpose */
+        LOOM_PFOR(r, GH, {
+            for (int i = 0; i < In; i++) g[(size_t)r * In + i] += s->g_ih_t[(size_t)i * GH + r];
+        });
+    for (int k = 2; s->g_b && k < 4; k++)
+        if ((g = loom_tape_grad(t, c->w[k])))
+            for (int i = 0; i < GH; i++) g[i] += s->g_b[i];
+}
 
 /* The GEMMs of block q once its pre-activation gradients are in dP (and dR):
  * the input's gradient (unless dx_done: per step already) and the weight
@@ -416,7 +446,8 @@ static void fused_backward(loom_node *nd)
     float *pkx = !gx ? NULL
                  : a->plain && npx <= loom_kernel_pack_size(c->input_size, GH) ? a->pki
                                                                                : loom_arena_alloc(ar, npx * sizeof(float));
-    if (!dP || !dR || (!a->plain && S > 1 && !gst) || !dw || !dnext || !dprev || !G || (S > 1 && !gparts) || (a->pk && !pk) || (gx && !pkx)) {
+    if (!dP || !dR || (!a->plain && S > 1 && !gst) || !dw || !dnext || !dprev || !G || (S > 1 && !gparts) ||
+        (a->pk && !pk) || (gx && !pkx)) {
         loom_tape_fail(t, LOOM_ENOMEM, "%s layer backward: out of memory", c->name);
         return;
     }
@@ -432,22 +463,14 @@ static void fused_backward(loom_node *nd)
     }
     if (pk) loom_kernel_pack_b(0, GH, H, c->w[1]->data, H, pk);
     if (pkx) loom_kernel_pack_b(0, GH, c->input_size, c->w[0]->data, c->input_size, pkx);
-    /* Scratch sums (see bwd_sums), added to the flat gradients once the window is done. */
-    int In = c->input_size;
-    float *g_wi = c->w[0]->requires_grad ? loom_tape_grad(t, c->w[0]) : NULL;
-    float *g_bi = c->w[2]->requires_grad ? loom_tape_grad(t, c->w[2]) : NULL;
-    float *g_bh = c->w[3]->requires_grad ? loom_tape_grad(t, c->w[3]) : NULL;
-    bwd_sums sums = {g_wi && 4 * In < GH ? loom_arena_alloc(ar, (size_t)In * GH * sizeof(float)) : NULL,
-                     g_bi && g_bh && dR == dP ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL};
-    if ((g_wi && 4 * In < GH && !sums.g_ih_t) || (g_bi && g_bh && dR == dP && !sums.g_b)) {
+    bwd_sums sums; /* added to the flat gradients once the window is done */
+    if (!sums_init(t, c, dR == dP, &sums)) {
         loom_tape_fail(t, LOOM_ENOMEM, "%s layer backward: out of memory", c->name);
         return;
     }
-    if (sums.g_ih_t) memset(sums.g_ih_t, 0, (size_t)In * GH * sizeof(float));
-    if (sums.g_b) memset(sums.g_b, 0, (size_t)GH * sizeof(float));
     bwd_ctx k = {a, {G, gparts, gst, a->plain}, dP, dR, pk, pkx, gx, dw, dnext, dprev};
     if (gparts) { /* the final parts' gradient (a consumer of ends) starts the walk, else zero */
-        loom_kernel_zero(gparts, a->plain ? 0 : npart);
+        if (!a->plain) loom_kernel_zero(gparts, npart);
         for (int q = 1; q < S; q++) {
             float *d = state_at(a, &k.g, q, a->T);
             if (a->ends->grad) memcpy(d, a->ends->grad + (size_t)(q - 1) * BH, BH * sizeof(float));
@@ -470,11 +493,7 @@ static void fused_backward(loom_node *nd)
             loom_tape_poll(t); /* lets work overlapped with backward (an all-reduce) progress */
         }
     }
-    if (sums.g_ih_t) /* dW_ih from its transpose */
-        LOOM_PFOR(r, GH, {
-            for (int i = 0; i < In; i++) g_wi[(size_t)r * In + i] += sums.g_ih_t[(size_t)i * GH + r];
-        });
-    for (int i = 0; sums.g_b && i < GH; i++) g_bi[i] += sums.g_b[i], g_bh[i] += sums.g_b[i];
+    sums_add(t, c, &sums);
     float *g;
     for (int i = 4; i < c->nw; i++)
         if (dw[i] && (g = loom_tape_grad(t, c->w[i]))) loom_kernel_add_colsum(g, dw[i], B, c->w[i]->cols);
