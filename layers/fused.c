@@ -364,10 +364,10 @@ static void flush_slice(const fused_acts *a, int r0, int n, const float *dP, con
 
 /* The GEMMs of block q once its pre-activation gradients are in dP (and dR):
  * the input's gradient (unless dx_done: per step already) and the weight
- * gradients, added in the block order. In a row team each thread takes a slice of
+ * gradients, added in the block order. Each thread of the team takes a slice of
  * every output with single-threaded OpenBLAS calls: one fork for the block and
- * none inside OpenBLAS (C's backward: 187 to 177 ms). Else each GEMM splits over
- * the team inside OpenBLAS. */
+ * none inside OpenBLAS, which also allocates per threaded call (S: 115 to 110
+ * ms a step). With another BLAS, or a small block, each GEMM decides alone. */
 static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *dP, const float *dR, int dx_done,
                         const bwd_sums *sums)
 {
@@ -381,8 +381,13 @@ static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *d
                    sums->g_b ? sums->g_b : bi->requires_grad ? loom_tape_grad(t, bi) : NULL,
                    !sums->g_b && bh->requires_grad ? loom_tape_grad(t, bh) : NULL,
                    sums->g_ih_t};
-    if (a->team > 1) {
-#pragma omp parallel num_threads(a->team)
+    /* Outside a row team too, from the size at which a GEMM would split over the team anyway (L: 1.6%). */
+    double work = (double)n * c->gates * c->hidden_size * (c->input_size + c->hidden_size);
+    int nt = a->team > 1                                                ? a->team
+             : loom_kernel_gemm_in_teams() && work >= LOOM_GEMM_PAR_MIN ? loom_threads_get()
+                                                                        : 1;
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
         flush_slice(a, r0, n, dP, dR, &o, omp_get_thread_num(), omp_get_num_threads());
     } else
         flush_slice(a, r0, n, dP, dR, &o, 0, 1);
