@@ -127,6 +127,19 @@ double loom_kernel_sumsq(const float *x, size_t n)
     return sum_blocked(x, n, 1);
 }
 
+void loom_kernel_add_colsum_range(float *g, const float *x, int rows, int ld, int c0, int c1)
+{
+    if ((!g || !x) && rows > 0 && c1 > c0) {
+        if (!g) LOOM_NULL_ARG("kernel_add_colsum_range", "g");
+        else LOOM_NULL_ARG("kernel_add_colsum_range", "x");
+        return;
+    }
+    for (int r = 0; r < rows; r++) {
+        const float *row = x + (size_t)r * ld;
+        for (int c = c0; c < c1; c++) g[c] += row[c];
+    }
+}
+
 void loom_kernel_add_colsum(float *g, const float *dout, int rows, int cols)
 {
     if ((!g || !dout) && rows > 0 && cols > 0) {
@@ -138,9 +151,6 @@ void loom_kernel_add_colsum(float *g, const float *dout, int rows, int cols)
     LOOM_PARALLEL_IF((long)rows * cols >= LOOM_PAR_MIN, {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
         int c0 = (int)((long)cols * id / nt), c1 = (int)((long)cols * (id + 1) / nt);
-        for (int r = 0; r < rows; r++) {
-            const float *row = dout + (size_t)r * cols;
-            for (int c = c0; c < c1; c++) g[c] += row[c];
-        }
+        loom_kernel_add_colsum_range(g, dout, rows, cols, c0, c1);
     });
 }

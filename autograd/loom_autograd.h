@@ -401,6 +401,8 @@ int loom_gradcheck_format(const loom_gradcheck_result *res, char *buf, size_t n)
 
 /* g[c] += sum over rows of x[r][c]; same bits on any thread count. */
 void loom_kernel_add_colsum(float *g, const float *x, int rows, int cols);
+/* The same over columns [c0, c1) of rows ld apart, on this thread: one thread's share. */
+void loom_kernel_add_colsum_range(float *g, const float *x, int rows, int ld, int c0, int c1);
 /* x[0..n) = 0, split over the team when large. */
 void loom_kernel_zero(float *x, size_t n);
 /* Sum of x[0..n) accumulated in double, in fixed blocks (same bits on any thread count). */

@@ -328,13 +328,6 @@ static void sums_add(loom_tape *t, const loom_cell *c, const bwd_sums *s)
             for (int i = 0; i < GH; i++) g[i] += s->g_b[i];
 }
 
-/* Column sums of x's rows [rows x ld] over columns [c0, c1), added to g: rows in order. */
-static void add_colsum_range(float *g, const float *x, int rows, int ld, int c0, int c1)
-{
-    for (int r = 0; r < rows; r++)
-        for (int j = c0; j < c1; j++) g[j] += x[(size_t)r * ld + j];
-}
-
 /* A block's outputs, for flush_block's slices. */
 typedef struct flush_out {
     float *gx, *gwi, *gwh, *gbi, *gbh, *gwi_t;
@@ -358,8 +351,8 @@ static void flush_slice(const fused_acts *a, int r0, int n, const float *dP, con
     if (hi <= lo) return;
     if (o->gwi) loom_kernel_gemm(1, 0, hi - lo, In, n, 1.0f, dP + lo, GH, xb, In, 1.0f, o->gwi + (size_t)lo * In, In);
     if (o->gwh) loom_kernel_gemm(1, 0, hi - lo, H, n, 1.0f, dR + lo, GH, hb, H, 1.0f, o->gwh + (size_t)lo * H, H);
-    if (o->gbi) add_colsum_range(o->gbi, dP, n, GH, lo, hi);
-    if (o->gbh) add_colsum_range(o->gbh, dR, n, GH, lo, hi);
+    if (o->gbi) loom_kernel_add_colsum_range(o->gbi, dP, n, GH, lo, hi);
+    if (o->gbh) loom_kernel_add_colsum_range(o->gbh, dR, n, GH, lo, hi);
 }
 
 /* The GEMMs of block q once its pre-activation gradients are in dP (and dR):

@@ -385,6 +385,8 @@ VD(kernels, kernel_add_colsum,      x,      loom_kernel_add_colsum(F.buf, NULL, 
 IN(kernels, kernel_sum,             x, 0.0, loom_kernel_sum(NULL, 4))
 IN(kernels, kernel_sumsq,           x, 0.0, loom_kernel_sumsq(NULL, 4))
 VD(kernels, kernel_zero,            x,      loom_kernel_zero(NULL, 4))
+VD(kernels, kernel_add_colsum_range, g,     loom_kernel_add_colsum_range(NULL, F.buf, 2, 3, 0, 3))
+VD(kernels, kernel_add_colsum_range, x,     loom_kernel_add_colsum_range(F.buf, NULL, 2, 3, 0, 3))
 
 IS(kernels, empty_needs_no_pointers, "",
    (loom_kernel_add_colsum(NULL, NULL, 0, 3), loom_kernel_zero(NULL, 0), loom_kernel_sum(NULL, 0) == 0.0 && loom_kernel_sumsq(NULL, 0) == 0.0 &&
