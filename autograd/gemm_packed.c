@@ -65,8 +65,13 @@ static inline __attribute__((always_inline)) AVX2 void tile_avx2(const int mr, i
     __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nc - 8), lane);
 #pragma GCC unroll 12 /* at any -O: the accumulators must live in registers */
     for (int r = 0; r < mr; r++) {
-        acc[r][0] = _mm256_maskload_ps(c0 + (size_t)r * ld0, m0);
-        acc[r][1] = _mm256_maskload_ps(c0 + (size_t)r * ld0 + 8, m1);
+        if (nc == NR) {
+            acc[r][0] = _mm256_loadu_ps(c0 + (size_t)r * ld0);
+            acc[r][1] = _mm256_loadu_ps(c0 + (size_t)r * ld0 + 8);
+        } else {
+            acc[r][0] = _mm256_maskload_ps(c0 + (size_t)r * ld0, m0);
+            acc[r][1] = _mm256_maskload_ps(c0 + (size_t)r * ld0 + 8, m1);
+        }
     }
 #pragma GCC unroll 4 /* loop overhead would cost 5% of a thin tile's rate */
     for (int k = 0; k < kc; k++) {
@@ -78,10 +83,17 @@ static inline __attribute__((always_inline)) AVX2 void tile_avx2(const int mr, i
             acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
         }
     }
+    /* Masked only where a panel is short: on this AMD core a masked store to a line not yet
+     * in cache (each step's fresh rows) ran 25-row products at 98 GFLOP/s, plain ones 104. */
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
-        _mm256_maskstore_ps(c + (size_t)r * ldc, m0, acc[r][0]);
-        _mm256_maskstore_ps(c + (size_t)r * ldc + 8, m1, acc[r][1]);
+        if (nc == NR) {
+            _mm256_storeu_ps(c + (size_t)r * ldc, acc[r][0]);
+            _mm256_storeu_ps(c + (size_t)r * ldc + 8, acc[r][1]);
+        } else {
+            _mm256_maskstore_ps(c + (size_t)r * ldc, m0, acc[r][0]);
+            _mm256_maskstore_ps(c + (size_t)r * ldc + 8, m1, acc[r][1]);
+        }
     }
 }
 
