@@ -61,7 +61,8 @@ typedef struct fused_acts {
  * weights are small enough that every thread reading them all each step stays in cache
  * (ROW_TEAM_MAX_W bytes) and each gets ROW_TEAM_MIN_ROWS rows; else 1, and each step's
  * GEMM and kernel split over the team instead. A function of the shapes and the thread
- * count only, so the same bits for the same thread count. */
+ * count only, so the same bits for the same thread count. On the packed kernel the rows
+ * go to the threads by their measured speed (layers/team.c): no row's bits depend on it. */
 #ifndef ROW_TEAM_MAX_W /* -DROW_TEAM_MAX_W=0 turns row teams off, to compare */
 #define ROW_TEAM_MAX_W (6u << 20)
 #endif
@@ -71,6 +72,7 @@ static int row_team(const loom_cell *c, int B)
     int n = omp_get_max_threads();
     size_t w = (size_t)c->gates * c->hidden_size * c->hidden_size * sizeof(float);
     if (n > B / ROW_TEAM_MIN_ROWS) n = B / ROW_TEAM_MIN_ROWS;
+    if (n > LOOM_TEAM_MAX) n = LOOM_TEAM_MAX;
     return n > 1 && w <= ROW_TEAM_MAX_W && !omp_in_parallel() && loom_kernel_gemm_in_teams() ? n : 1;
 }
 
@@ -214,12 +216,18 @@ static void run_segment(fused_acts *a, int j)
         loom_kernel_gemm(0, 1, n, GH, In, 1.0f, a->x->data + (size_t)r0 * B * In, In, c->w[0]->data, In, 1.0f, p, GH);
     }
     if (a->team > 1) {
+        int rows[LOOM_TEAM_MAX + 1];
+        double busy[LOOM_TEAM_MAX];
+        loom_team_rows(a->team, B, a->pk != NULL, rows);
 #pragma omp parallel num_threads(a->team)
-        { /* rows by the team's size, not the threads started: the same GEMMs, so the same bits */
-            for (int q = omp_get_thread_num(); q < a->team; q += omp_get_num_threads())
-                forward_rows(a, sa, sb, q * B / a->team, (q + 1) * B / a->team, a->prev + (size_t)q * S,
-                             a->next + (size_t)q * S);
+        { /* rows by the team's slots, not the threads started: the same GEMMs, so the same bits */
+            for (int q = omp_get_thread_num(); q < a->team; q += omp_get_num_threads()) {
+                double t0 = omp_get_wtime();
+                forward_rows(a, sa, sb, rows[q], rows[q + 1], a->prev + (size_t)q * S, a->next + (size_t)q * S);
+                busy[q] = omp_get_wtime() - t0;
+            }
         }
+        loom_team_learn(a->team, rows, busy);
     } else
         forward_rows(a, sa, sb, 0, B, a->prev, a->next);
     a->seg = j;
@@ -516,9 +524,16 @@ static void fused_backward(loom_node *nd)
         for (int hi = seg_end(a, j) - 1, lo; hi >= j * a->K; hi = lo - 1) {
             lo = hi / C * C > j * a->K ? hi / C * C : j * a->K;
             if (a->team > 1) {
+                int rows[LOOM_TEAM_MAX + 1];
+                double busy[LOOM_TEAM_MAX];
+                loom_team_rows(a->team, B, a->pk != NULL, rows);
 #pragma omp parallel num_threads(a->team)
-                for (int q = omp_get_thread_num(); q < a->team; q += omp_get_num_threads())
-                    backward_rows(&k, hi, lo, q * B / a->team, (q + 1) * B / a->team, (size_t)q * S);
+                for (int q = omp_get_thread_num(); q < a->team; q += omp_get_num_threads()) {
+                    double t0 = omp_get_wtime();
+                    backward_rows(&k, hi, lo, rows[q], rows[q + 1], (size_t)q * S);
+                    busy[q] = omp_get_wtime() - t0;
+                }
+                loom_team_learn(a->team, rows, busy);
             } else
                 backward_rows(&k, hi, lo, 0, B, 0);
             if (lo % C == 0) flush_block(t, a, lo / C, dP, dR, pkx != NULL, &sums);

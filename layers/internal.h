@@ -26,6 +26,17 @@ loom_status loom_layer_recompute(loom_tape *t, loom_tape *scratch, loom_cell *c,
                                  const unsigned char *keep, loom_tensor *const *init, int K, loom_tensor **y,
                                  loom_tensor **last);
 
+/* Row teams (layers/team.c): rows[0..team] bounds the batch rows of each of team slots,
+ * evenly or, with adapt, in proportion to the speeds the calling thread's teams have shown;
+ * loom_team_learn takes each slot's busy seconds for the rows it had. At most LOOM_TEAM_MAX
+ * slots. loom_team_set_times sets the relative times per row (NULL: unmeasured) and
+ * loom_team_get_times reads them, for tests. */
+#define LOOM_TEAM_MAX 256
+void loom_team_rows(int team, int B, int adapt, int *rows);
+void loom_team_learn(int team, const int *rows, const double *busy);
+void loom_team_set_times(const float *times, int n);
+void loom_team_get_times(float *times, int n);
+
 /* Checks a declared cell's parameters against what its fused form needs. */
 loom_status loom_cell_check_fused(const loom_cell *c, int layer);
 

@@ -429,3 +429,64 @@ Test(recompute, bad_K_and_stack_refused)
     cr_expect_eq(s.recompute, 0);
     loom_seq_free(&s);
 }
+
+/* ---------------------------------------------------------------- row teams' uneven splits */
+
+/* layers/team.c, internal: the relative time per row of each team slot, which sets the split. */
+void loom_team_set_times(const float *times, int n);
+void loom_team_get_times(float *times, int n);
+void loom_team_rows(int team, int B, int adapt, int *rows);
+void loom_team_learn(int team, const int *rows, const double *busy);
+
+/* A slot that took longer per row gets fewer rows next time; without adapt, or unmeasured,
+ * the split is even. */
+Test(row_teams, split_follows_the_measured_speed)
+{
+    int rows[4];
+    loom_team_set_times(NULL, 0);
+    loom_team_rows(2, 50, 1, rows);
+    cr_expect(rows[0] == 0 && rows[1] == 25 && rows[2] == 50, "unmeasured: %d %d %d", rows[0], rows[1], rows[2]);
+    loom_team_learn(2, rows, (double[]){1.0, 1.2});
+    loom_team_rows(2, 50, 1, rows);
+    cr_expect_eq(rows[1], 26, "slot 1 took 20%% longer: slot 0 should get 26 rows, got %d", rows[1]);
+    loom_team_rows(2, 50, 0, rows);
+    cr_expect_eq(rows[1], 25, "without adapt the split is even, got %d", rows[1]);
+    for (int i = 0; i < 40; i++) { /* a lasting difference: the split settles in proportion, within the clamp */
+        loom_team_rows(2, 60, 1, rows);
+        loom_team_learn(2, rows, (double[]){1.0 * (rows[1] - rows[0]), 2.0 * (rows[2] - rows[1])});
+    }
+    loom_team_rows(2, 60, 1, rows);
+    cr_expect(rows[1] >= 39 && rows[1] <= 41, "slot 1 twice as slow: slot 0 should settle near 40 of 60, got %d", rows[1]);
+    loom_team_rows(3, 7, 1, rows);
+    cr_expect_eq(rows[3], 7);
+}
+
+/* The fused layer's row teams split by measured speed (above); a row's results never depend
+ * on which thread ran it, so a skewed split gives the even split's bits, plain and
+ * recomputed, and the layer reports its threads' times. */
+Test(row_teams, uneven_split_moves_no_bit)
+{
+    static const char *const kinds[] = {"lstm", "gru", "peephole"};
+    for (int i = 0; i < 3; i++)
+        for (int K = 0; K <= 4; K += 4) {
+            model m;
+            model_new(&m, (setup){kinds[i], 1, 0, 2, 9, 64, 3, 16, 0.0f, 1, 1, NULL, 0});
+            loom_team_set_times(NULL, 0);
+            result even = run(&m, K, 2);
+            loom_team_set_times((const float[]){0.5f, 2.0f}, 2); /* slot 0 gets 51 of 64 rows at first */
+            result skew = run(&m, K, 2);
+            float t[2];
+            loom_team_get_times(t, 2);
+            if (loom_kernel_packed_fast()) /* the packed kernel: the only path that adapts */
+                cr_expect(t[0] != 0.5f || t[1] != 2.0f, "%s: the layer reported no times", kinds[i]);
+            char cfg[64];
+            snprintf(cfg, sizeof cfg, "%s, row team split 51/13 at first", kinds[i]);
+            expect_same("y", even.y, skew.y, even.ny, cfg, K);
+            expect_same("the final states", even.last, skew.last, even.nlast, cfg, K);
+            expect_same("the parameters' gradient", even.pg, skew.pg, even.npg, cfg, K);
+            expect_same("the input's gradient", even.xg, skew.xg, even.nxg, cfg, K);
+            expect_same("the initial state's gradient", even.ig, skew.ig, even.nig, cfg, K);
+            result_free(&even), result_free(&skew);
+            model_free(&m);
+        }
+}
