@@ -227,7 +227,7 @@ static void run_segment(fused_acts *a, int j)
                 busy[q] = omp_get_wtime() - t0;
             }
         }
-        loom_team_learn(a->team, rows, busy);
+        if (a->pk) loom_team_learn(a->team, rows, busy);
     } else
         forward_rows(a, sa, sb, 0, B, a->prev, a->next);
     a->seg = j;
@@ -533,7 +533,7 @@ static void fused_backward(loom_node *nd)
                     backward_rows(&k, hi, lo, rows[q], rows[q + 1], (size_t)q * S);
                     busy[q] = omp_get_wtime() - t0;
                 }
-                loom_team_learn(a->team, rows, busy);
+                if (a->pk) loom_team_learn(a->team, rows, busy);
             } else
                 backward_rows(&k, hi, lo, 0, B, 0);
             if (lo % C == 0) flush_block(t, a, lo / C, dP, dR, pkx != NULL, &sums);

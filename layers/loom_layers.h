@@ -66,7 +66,9 @@ typedef struct loom_cell_tile {
                                 * needs a gradient (else NULL); the layer sums the rows */
 } loom_cell_tile;
 /* A fused cell's pointwise kernel over rows [r0, r1) of a tile. Rows are
- * independent, so the layer may run row ranges on several threads at once. */
+ * independent, so the layer may run row ranges on several threads at once, of
+ * sizes that follow the threads' measured speed: a row's results must not
+ * depend on r0 and r1 (loop over rows one at a time, as the built-in cells do). */
 typedef void (*loom_cell_kernel_fn)(const loom_cell *cell, const loom_cell_tile *tile, int r0, int r1);
 
 /* A recurrent cell. Built-in constructors fill it; a user cell fills name,
@@ -207,7 +209,8 @@ loom_status loom_seq_set_recompute(loom_seq *s, int K);
 /* Threads in a fused layer (on = 1, the default): when the recurrent weights are small (6 MiB
  * or less) each thread takes a range of the batch's rows for a whole block of steps, so a step
  * costs no fork or join; on = 0 splits every step's GEMM and kernel over the threads instead.
- * Either way the bits depend only on the shapes and the thread count. */
+ * Either way the bits depend only on the shapes and the thread count (the rows a thread
+ * takes follow its measured speed, but no row's result depends on its thread). */
 loom_status loom_seq_set_row_teams(loom_seq *s, int on);
 /* Marks the batch as rows [row0, row0 + rows) of a global batch split over processes:
  * dropout masks are then drawn per global row, the same for any split. */

@@ -6,16 +6,21 @@
  * the cells' row kernels), so the split moves no bit: see loom_layer_fused.
  *
  * The speeds are per calling thread (the team's master), in thread-local storage: they
- * describe the threads that master's teams run on, and need no lock. */
+ * describe the threads that master's teams run on, and need no lock. They are kept by
+ * OpenMP thread number; a thread the OS moves to another CPU is relearned in a few regions. */
 #include "internal.h"
 
 /* Relative time per row of team slot q (mean 1; 0: not yet measured, taken as 1). */
 static _Thread_local float slot_time[LOOM_TEAM_MAX];
 
-/* A new measurement counts a quarter: one region's noise (a preempted thread) moves the
- * split by at most a row or so, a lasting difference within a few regions. */
+/* A new measurement counts a quarter, and within 0.8 to 1.25 of the slot's time so far:
+ * one region's noise (a preempted thread) moves it by 6% at most, a lasting difference
+ * takes a few regions. */
 #define LEARN_RATE 0.25f
-/* No slot is given less than half, or more than twice, an even share. */
+#define STEP_MIN 0.8
+#define STEP_MAX 1.25
+/* Times per row stay within 0.5 to 2 before the mean is taken out: two slots' shares
+ * differ by 4 times at most. */
 #define TIME_MIN 0.5f
 #define TIME_MAX 2.0f
 
@@ -47,7 +52,8 @@ void loom_team_learn(int team, const int *rows, const double *busy)
     mean /= n;
     float sum = 0.0f;
     for (int q = 0; q < team; q++) {
-        float t = (1.0f - LEARN_RATE) * time_of(q) + LEARN_RATE * (float)(per[q] / mean);
+        double m = per[q] / mean, lo = STEP_MIN * time_of(q), hi = STEP_MAX * time_of(q);
+        float t = (1.0f - LEARN_RATE) * time_of(q) + LEARN_RATE * (float)(m < lo ? lo : m > hi ? hi : m);
         slot_time[q] = t < TIME_MIN ? TIME_MIN : t > TIME_MAX ? TIME_MAX : t;
         sum += slot_time[q];
     }
