@@ -187,12 +187,42 @@ static void forward_rows(fused_acts *a, int sa, int sb, int r0, int r1, const fl
     }
 }
 
+/* Runs f over each slot of the row team: by the team's slots, not the threads started (the
+ * same calls, so the same bits), the rows by measured speed where the packed kernel makes
+ * that free of bit changes, and each slot's busy time taught back (layers/team.c). */
+typedef void (*slot_fn)(void *ctx, int r0, int r1, int q);
+static void run_team(const fused_acts *a, slot_fn f, void *ctx)
+{
+    int rows[LOOM_TEAM_MAX + 1], adapt = a->pk != NULL;
+    double busy[LOOM_TEAM_MAX];
+    loom_team_rows(a->team, a->B, adapt, rows);
+#pragma omp parallel num_threads(a->team)
+    for (int q = omp_get_thread_num(); q < a->team; q += omp_get_num_threads()) {
+        double t0 = omp_get_wtime();
+        f(ctx, rows[q], rows[q + 1], q);
+        busy[q] = omp_get_wtime() - t0;
+    }
+    if (adapt) loom_team_learn(a->team, rows, busy);
+}
+
+/* Forward steps [sa, sb) as a team slot's work. */
+typedef struct fwd_span {
+    fused_acts *a;
+    int sa, sb;
+} fwd_span;
+static void forward_slot(void *ctx, int r0, int r1, int q)
+{
+    fwd_span *sp = ctx;
+    size_t o = (size_t)q * sp->a->c->n_state;
+    forward_rows(sp->a, sp->sa, sp->sb, r0, r1, sp->a->prev + o, sp->a->next + o);
+}
+
 /* Forward over segment j: without packed weights, the input projection of each block it touches (one GEMM
  * each), then per step the recurrent GEMM and the kernel. */
 static void run_segment(fused_acts *a, int j)
 {
     loom_cell *c = a->c;
-    int B = a->B, H = c->hidden_size, GH = c->gates * H, In = c->input_size, S = c->n_state, C = a->C;
+    int B = a->B, H = c->hidden_size, GH = c->gates * H, In = c->input_size, C = a->C;
     int sa = j * a->K, sb = seg_end(a, j), q0 = sa / C, q1 = (sb - 1) / C, moved = -1;
     if (!a->plain && !a->pki) {
         /* A block shared with the neighbour just run (forward: the one before; backward: the
@@ -216,18 +246,8 @@ static void run_segment(fused_acts *a, int j)
         loom_kernel_gemm(0, 1, n, GH, In, 1.0f, a->x->data + (size_t)r0 * B * In, In, c->w[0]->data, In, 1.0f, p, GH);
     }
     if (a->team > 1) {
-        int rows[LOOM_TEAM_MAX + 1];
-        double busy[LOOM_TEAM_MAX];
-        loom_team_rows(a->team, B, a->pk != NULL, rows);
-#pragma omp parallel num_threads(a->team)
-        { /* rows by the team's slots, not the threads started: the same GEMMs, so the same bits */
-            for (int q = omp_get_thread_num(); q < a->team; q += omp_get_num_threads()) {
-                double t0 = omp_get_wtime();
-                forward_rows(a, sa, sb, rows[q], rows[q + 1], a->prev + (size_t)q * S, a->next + (size_t)q * S);
-                busy[q] = omp_get_wtime() - t0;
-            }
-        }
-        if (a->pk) loom_team_learn(a->team, rows, busy);
+        fwd_span sp = {a, sa, sb};
+        run_team(a, forward_slot, &sp);
     } else
         forward_rows(a, sa, sb, 0, B, a->prev, a->next);
     a->seg = j;
@@ -454,6 +474,17 @@ static void backward_rows(const bwd_ctx *k, int hi, int lo, int r0, int r1, size
     }
 }
 
+/* Backward steps hi down to lo as a team slot's work. */
+typedef struct bwd_span {
+    const bwd_ctx *k;
+    int hi, lo;
+} bwd_span;
+static void backward_slot(void *ctx, int r0, int r1, int q)
+{
+    bwd_span *sp = ctx;
+    backward_rows(sp->k, sp->hi, sp->lo, r0, r1, (size_t)q * sp->k->a->c->n_state);
+}
+
 /* Walks the window backwards, segment by segment (recomputing each but the one
  * forward left in the scratch): the kernel gives each step's pre-activation
  * gradient, the recurrent GEMM carries the state's gradient one step back, and
@@ -524,16 +555,8 @@ static void fused_backward(loom_node *nd)
         for (int hi = seg_end(a, j) - 1, lo; hi >= j * a->K; hi = lo - 1) {
             lo = hi / C * C > j * a->K ? hi / C * C : j * a->K;
             if (a->team > 1) {
-                int rows[LOOM_TEAM_MAX + 1];
-                double busy[LOOM_TEAM_MAX];
-                loom_team_rows(a->team, B, a->pk != NULL, rows);
-#pragma omp parallel num_threads(a->team)
-                for (int q = omp_get_thread_num(); q < a->team; q += omp_get_num_threads()) {
-                    double t0 = omp_get_wtime();
-                    backward_rows(&k, hi, lo, rows[q], rows[q + 1], (size_t)q * S);
-                    busy[q] = omp_get_wtime() - t0;
-                }
-                if (a->pk) loom_team_learn(a->team, rows, busy);
+                bwd_span sp = {&k, hi, lo};
+                run_team(a, backward_slot, &sp);
             } else
                 backward_rows(&k, hi, lo, 0, B, 0);
             if (lo % C == 0) flush_block(t, a, lo / C, dP, dR, pkx != NULL, &sums);
