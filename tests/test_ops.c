@@ -444,7 +444,7 @@ Test(gradcheck, view_rows_share_the_gradient)
  * onto C or from a bias row. */
 Test(kernels, gemm_packed_matches_a_reference)
 {
-    static const int shapes[][3] = {{1, 1, 1}, {5, 17, 3}, {6, 16, 256}, {7, 33, 257}, {13, 40, 1100}, {32, 1280, 20}};
+    static const int shapes[][3] = {{1, 1, 1}, {5, 17, 3}, {6, 16, 256}, {7, 33, 257}, {13, 40, 1100}, {25, 50, 600}, {32, 1280, 20}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int tb = 0; tb < 2; tb++) {
             int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
@@ -470,10 +470,12 @@ Test(kernels, gemm_packed_matches_a_reference)
         }
 }
 
-/* Each C element is one chain in k order: rows run alone give the bits they get together. */
+/* Each C element is one chain in k order: rows run alone give the bits they get together.
+ * 25 rows take every AVX2 tile shape: five, six, and four of 24 columns over panels in
+ * threes (50 columns: three full panels and a short one); alone, each row a thin one. */
 Test(kernels, gemm_packed_rows_alone_give_the_same_bits)
 {
-    enum { M = 23, N = 50, K = 300 };
+    enum { M = 25, N = 50, K = 300 };
     static float A[M * K], B[N * K], C[M * N], D[M * N], P[((N + 15) / 16) * 16 * K];
     for (int i = 0; i < M * K; i++) A[i] = sinf((float)i);
     for (int i = 0; i < N * K; i++) B[i] = cosf((float)i * 0.7f);
