@@ -20,7 +20,8 @@
 #define MR 6   /* rows per register tile: 12 accumulators + 2 of B + 1 of A in 16 registers */
 #define MR_WIDE 4 /* rows per wide AVX2 tile: 4 x 24 columns, 12 accumulators + 3 of B + 1 of A */
 #define MR512 12 /* AVX-512: 12 rows of two panels, 24 accumulators of 32 registers */
-#define KC 512 /* inner steps per pass: a panel's 32 KiB slice stays in L1 across the rows */
+#define KC 512 /* inner steps per pass: a panel's 32 KiB slice stays in L1 across the rows (AVX2's
+                 * wide groups cycle three: 96 KiB, from L2) */
 
 size_t loom_kernel_pack_size(int K, int N) { return (size_t)((N + NR - 1) / NR) * NR * (size_t)(K > 0 ? K : 0); }
 
@@ -248,9 +249,10 @@ static const float *tile_start(const float *bias, int k0, int j, const float *c,
 }
 
 /* AVX2's next tile when R rows are left: six rows of a panel, or (*wide) four rows of 24
- * columns where sixes would leave 4 or 2; an odd count first takes five. Only an odd
- * count's five rows and counts under four keep fewer than 12 accumulators, which on
- * this core wait on FMA latency: 10 run at 104 GFLOP/s a thread, 12 at 111. */
+ * columns where sixes would leave 4 or 2; an odd count first takes five. Tiles with
+ * fewer than 12 accumulators wait on FMA latency on this core (10: 104 GFLOP/s a thread,
+ * 12: 111): an odd count's five rows, counts under four (7 runs 5 + 2), and a wide
+ * tile's four rows at panels outside a group of three (4 x 16, 8). */
 static int avx2_rows(int R, int *wide)
 {
     *wide = 0;
@@ -276,13 +278,14 @@ static void panels_avx2(int j0, int j1, int M, int N, int K, const float *A, int
         int kc = K - k0 < KC ? K - k0 : KC;
         for (int j = j0, w; j < j1; j += w) {
             w = three && j + 3 <= j1 && N >= (j + 3) * NR ? 3 : 1; /* three full panels */
-            const float *p = P + ((size_t)j * K + k0) * NR, *q = p + (size_t)K * NR, *s = q + (size_t)K * NR;
+            const float *p = P + ((size_t)j * K + k0) * NR;
             for (int i = 0, mr, wide; i < M; i += mr) {
                 mr = avx2_rows(M - i, &wide);
                 const float *a = A + (size_t)i * lda + k0;
                 float *c = C + (size_t)i * ldc + (size_t)j * NR;
                 const float *c0 = tile_start(bias, k0, j, c, ldc, &ld0);
-                if (wide && w == 3) {
+                if (wide && w == 3) { /* panel j and half of j + 1, then the other half and j + 2 */
+                    const float *q = p + (size_t)K * NR, *s = q + (size_t)K * NR;
                     tile_wide(kc, a, lda, p, p + 8, q, c0, ld0, c, ldc);
                     tile_wide(kc, a, lda, q + 8, s, s + 8, c0 + 24, ld0, c + 24, ldc);
                     continue;
@@ -309,7 +312,7 @@ static void panels(int j0, int j1, int M, int N, int K, const float *A, int lda,
         int kc = K - k0 < KC ? K - k0 : KC;
         for (int j = j0, w; j < j1; j += w) {
             w = set == 2 && j + 1 < j1 ? 2 : 1; /* AVX-512 takes panels in pairs */
-            const float *p = P + ((size_t)j * K + k0) * NR, *q = p + (size_t)K * NR;
+            const float *p = P + ((size_t)j * K + k0) * NR, *q = w == 2 ? p + (size_t)K * NR : NULL;
             int nc = N - (j + w - 1) * NR < NR ? N - (j + w - 1) * NR : NR; /* columns of the last panel */
             for (int t = 0, i = 0; t < tiles; t++, i += mr) {
                 mr = M / tiles + (t < M % tiles); /* even tiles: a thin one waits on FMA latency */

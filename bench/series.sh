@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's benchmark series, back to back: ROUNDS rounds of loom (bench --peak 4096,
 # all configurations, the default threads) each followed by PyTorch's two set-ups
-# (torch_ref.py); then loom on 1 thread; then one round with OPENBLAS_CORETYPE unset.
+# (torch_ref.py); then loom on 1 thread; then one round with OPENBLAS_CORETYPE unset; then
+# M on 2 MPI ranks x 1 thread against 1 rank x 2 threads, twice (when mpirun is there).
 # Logs go to OUT (default bench-series-<date>); about 6 minutes a round on 2 cores.
 # Usage: bash bench/series.sh [build dir, default build/test] [rounds, default 3]
 set -euo pipefail
@@ -29,6 +30,17 @@ done
 "$BENCH" --config all --peak 4096 --threads 1 >"$OUT/loom-1thread.txt"
 env -u OPENBLAS_CORETYPE "$BENCH" --config all --peak 4096 >"$OUT/loom-unpinned.txt"
 env -u OPENBLAS_CORETYPE /usr/bin/python3 bench/torch_ref.py >"$OUT/torch-unpinned.txt"
+# M on 2 ranks x 1 thread against 1 rank x 2 threads, alternated twice (the data-parallel target).
+if command -v mpirun >/dev/null; then
+    for r in 1 2; do
+        "$BENCH" --config M --steps 7 >"$OUT/mpi-M-1x2-$r.txt"
+        OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np 2 --bind-to core \
+            "$BENCH" --config M --steps 7 --threads 1 >"$OUT/mpi-M-2x1-$r.txt" || echo "series: mpirun run $r failed" >&2
+    done
+fi
 uptime >>"$OUT/machine.txt"
-for f in "$OUT"/loom-*.txt; do echo "== $f"; grep -E '^(sgemm|[SMLC] )' "$f" || echo "(no rows: see the log)"; done
+for f in "$OUT"/loom-*.txt "$OUT"/mpi-*.txt; do
+    [ -e "$f" ] || continue
+    echo "== $f"; grep -E '^(sgemm|[SMLC] )' "$f" || echo "(no rows: see the log)"
+done
 for f in "$OUT"/torch-*.txt; do echo "== $f"; sed -n '/best of the set-ups/,$p' "$f"; done

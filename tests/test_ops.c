@@ -475,14 +475,18 @@ Test(kernels, gemm_packed_matches_a_reference)
  * threes (50 columns: three full panels and a short one); alone, each row a thin one. */
 Test(kernels, gemm_packed_rows_alone_give_the_same_bits)
 {
-    enum { M = 25, N = 50, K = 300 };
-    static float A[M * K], B[N * K], C[M * N], D[M * N], P[((N + 15) / 16) * 16 * K];
+    enum { M = 25, N = 50, K = 600 }; /* two passes over k */
+    static float A[M * K], B[N * K], C[M * N], D[M * N], P[((N + 15) / 16) * 16 * K], bias[N];
     for (int i = 0; i < M * K; i++) A[i] = sinf((float)i);
     for (int i = 0; i < N * K; i++) B[i] = cosf((float)i * 0.7f);
+    for (int i = 0; i < N; i++) bias[i] = 0.01f * (float)i - 0.2f;
     loom_kernel_pack_b(1, K, N, B, K, P);
-    loom_kernel_gemm_packed(M, N, K, A, K, P, NULL, C, N);
-    for (int i = 0; i < M; i++) loom_kernel_gemm_packed(1, N, K, A + i * K, K, P, NULL, D + i * N, N);
-    cr_assert(memcmp(C, D, sizeof C) == 0, "a row's bits depend on the rows beside it");
+    for (int b = 0; b < 2; b++) { /* onto C, then from the bias */
+        for (int i = 0; i < M * N; i++) C[i] = D[i] = (float)(i % 9) * 0.25f;
+        loom_kernel_gemm_packed(M, N, K, A, K, P, b ? bias : NULL, C, N);
+        for (int i = 0; i < M; i++) loom_kernel_gemm_packed(1, N, K, A + i * K, K, P, b ? bias : NULL, D + i * N, N);
+        cr_assert(memcmp(C, D, sizeof C) == 0, "a row's bits depend on the rows beside it (%s)", b ? "bias" : "onto C");
+    }
 }
 
 /* The blocked sums against a sequential long-double sum, at sizes around the lane count,
