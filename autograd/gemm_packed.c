@@ -303,11 +303,12 @@ static void panels_avx2(int j0, int j1, int M, int N, int K, const float *A, int
 static void panels(int j0, int j1, int M, int N, int K, const float *A, int lda, const float *P, const float *bias,
                    float *C, int ldc)
 {
-    int set = isa(), rows = set == 2 ? MR512 : MR, tiles = (M + rows - 1) / rows, mr, ld0;
+    int set = isa();
     if (set == 1) {
         panels_avx2(j0, j1, M, N, K, A, lda, P, bias, C, ldc);
         return;
     }
+    int rows = set == 2 ? MR512 : MR, tiles = (M + rows - 1) / rows, mr, ld0;
     for (int k0 = 0; k0 < K; k0 += KC) {
         int kc = K - k0 < KC ? K - k0 : KC;
         for (int j = j0, w; j < j1; j += w) {
