@@ -3,7 +3,8 @@
 # all configurations, the default threads) each followed by PyTorch's two set-ups
 # (torch_ref.py); then loom on 1 thread; then one round with OPENBLAS_CORETYPE unset; then
 # M on 2 MPI ranks x 1 thread against 1 rank x 2 threads, twice (when mpirun is there).
-# Logs go to OUT (default bench-series-<date>); about 6 minutes a round on 2 cores.
+# Logs go to OUT (default bench-series-<date>), then the ratios the README quotes
+# (bench/series_summary.py); about 6 minutes for 3 rounds on 2 cores.
 # Usage: bash bench/series.sh [build dir, default build/test] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,3 +45,5 @@ for f in "$OUT"/loom-*.txt "$OUT"/mpi-*.txt; do
     echo "== $f"; grep -E '^(sgemm|[SMLC] )' "$f" || echo "(no rows: see the log)"
 done
 for f in "$OUT"/torch-*.txt; do echo "== $f"; sed -n '/best of the set-ups/,$p' "$f"; done
+echo "== summary (bench/series_summary.py $OUT)"
+/usr/bin/python3 bench/series_summary.py "$OUT"
