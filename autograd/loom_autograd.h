@@ -285,6 +285,10 @@ loom_tensor *loom_op_sum(loom_tape *t, loom_tensor *a);
 loom_tensor *loom_op_mean(loom_tape *t, loom_tensor *a);
 /* Rows idx[0..n) of table [V x D] as [n x D]; backward scatter-adds into table. */
 loom_tensor *loom_op_embedding(loom_tape *t, loom_tensor *table, const int *idx, int n);
+/* When x is the output of loom_op_embedding recorded on t this step: its indices (x->rows
+ * of them), and its table in *table. Else NULL. A consumer that multiplies x by a matrix
+ * can multiply the table's rows once instead of every gathered row. */
+const int *loom_op_embedding_source(const loom_tape *t, const loom_tensor *x, loom_tensor **table);
 /* Weighted mean of -log softmax(logits)[target] over rows: sum w_r*ce_r / sum w_r.
  * weight may be NULL (all 1); rows of weight 0 (padding) add nothing. [1 x 1]. */
 loom_tensor *loom_op_softmax_ce(loom_tape *t, loom_tensor *logits, const int *target, const float *weight);

@@ -55,17 +55,21 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Matmul FLOPs of one training step: forward GEMMs x3 (backward is two more of each).
+/* The step's FLOPs as loom does them: forward's multiply-adds x2, and backward's twice
+ * forward's. Where the first layer folds the embedding (loom_seq_embedding_folds over a
+ * rank's rows), its input projection is the table's rows on each rank, not every token's.
  * The peephole cell has the LSTM's four gates, so the same GEMMs. */
-static double step_flops(const config *c)
+static double step_flops(const config *c, int ranks, int rows)
 {
-    double per_token = 0;
+    double per_token = 0, per_rank = 0;
     for (int l = 0; l < c->layers; l++) {
         int in = l ? c->hidden : c->input;
+        if (l == 0 && c->vocab && loom_seq_embedding_folds(c->vocab, c->steps_t * rows))
+            per_rank += 2.0 * 4 * c->hidden * in * c->vocab, in = 0;
         per_token += 2.0 * 4 * c->hidden * (in + c->hidden);
     }
     if (c->vocab) per_token += 2.0 * c->hidden * c->vocab;
-    return 3.0 * per_token * c->batch * c->steps_t;
+    return 3.0 * (per_token * c->batch * c->steps_t + per_rank * ranks);
 }
 
 /* One configuration's model and synthetic data, as a trainer task over this rank's rows. */
@@ -163,7 +167,7 @@ static int run(loom_dist *d, const config *c, int steps)
     double med = median(times, steps), ph[LOOM_PHASES];
     for (int p = 0; p < LOOM_PHASES; p++) ph[p] = median(times + (size_t)(p + 1) * steps, steps);
     if (d->rank == 0) {
-        double gf = step_flops(c) / med * 1e-9;
+        double gf = step_flops(c, d->size, R) / med * 1e-9;
         char pct[16] = "-", fpct[16] = "-"; /* no peak measured (under mpirun, or --peak 0) */
         if (peak_gflops > 0) snprintf(pct, sizeof pct, "%.0f%%", 100 * gf / peak_gflops);
         if (fma_gflops > 0) snprintf(fpct, sizeof fpct, "%.0f%%", 100 * gf / fma_gflops);

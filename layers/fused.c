@@ -14,6 +14,11 @@
  * on no grouping of rows; backward's dh_prev likewise. With a row team, W_ih too:
  * each step also projects its rows' input, and backward computes their dx, per step.
  *
+ * Folded embedding (loom_seq_embedding_folds): when x is gathered from a table of fewer
+ * rows, the table is projected once per window and each step copies its rows' projection;
+ * backward adds each row's gate gradient into its token's and takes W_ih's and the table's
+ * gradients from those sums once (C: 4% of the FLOPs, the input's K = 64 projection).
+ *
  * Recompute (K > 0, K < T): the window runs in segments of K steps. Forward keeps
  * the output h at every step (it is y) and the other state parts only at segment
  * boundaries; the gates, workspace and inner states live in one segment's scratch.
@@ -55,6 +60,9 @@ typedef struct fused_acts {
     float *pk, *pki;           /* W_hh^T, W_ih^T packed once for the window (NULL: OpenBLAS's GEMMs); with pki
                                 * each thread projects its own rows' input at every step, no block GEMMs */
     float *bsum;               /* with them: b_ih + b_hh, where one GEMM's start is both biases */
+    const int *tok;            /* folded embedding (loom_seq_embedding_folds): x's rows are rows tok[] */
+    loom_tensor *tab;          /* of tab, and ptab [V x GH] is tab's input projection with the bias pre */
+    float *ptab;               /* starts from: each step copies its rows' from it (NULL: not folded) */
 } fused_acts;
 
 /* Threads that each own batch rows for the whole window: all of them when the recurrent
@@ -164,6 +172,9 @@ static void forward_rows(fused_acts *a, int sa, int sb, int r0, int r1, const fl
          * the input's projection too, one more GEMM). */
         float *rp = (c->split_rec ? tl.rec : tl.pre) + (size_t)r0 * GH;
         const float *hp = prev[0] + (size_t)r0 * H;
+        if (a->ptab) /* folded: the rows' input projection, copied from their tokens' */
+            for (int r = r0; r < r1; r++)
+                memcpy(tl.pre + (size_t)r * GH, a->ptab + (size_t)a->tok[(size_t)s * B + r] * GH, (size_t)GH * sizeof(float));
         if (a->pk) { /* this step's rows projected (with pki, from both inputs), each GEMM started from its bias */
             int In = c->input_size;
             if (a->pki)
@@ -223,8 +234,8 @@ static void run_segment(fused_acts *a, int j)
 {
     loom_cell *c = a->c;
     int B = a->B, H = c->hidden_size, GH = c->gates * H, In = c->input_size, C = a->C;
-    int sa = j * a->K, sb = seg_end(a, j), q0 = sa / C, q1 = (sb - 1) / C, moved = -1;
-    if (!a->plain && !a->pki) {
+    int sa = j * a->K, sb = seg_end(a, j), q0 = sa / C, q1 = (sb - 1) / C, moved = -1, per_step = a->pki || a->ptab;
+    if (!a->plain && !per_step) {
         /* A block shared with the neighbour just run (forward: the one before; backward: the
          * one after) keeps this segment's rows as projected: moved, not projected again. */
         int fwd = a->seg == j - 1 && j > 0 && a->tail_ok && q0 == (sa - 1) / C;
@@ -237,8 +248,8 @@ static void run_segment(fused_acts *a, int j)
                     (size_t)n * GH * sizeof(float));
         }
     }
-    if (!a->plain) a->pre0 = a->pki ? sa : q0 * C, a->ws0 = sa; /* packed: no blocks, the segment's steps */
-    for (int q = q0; q <= q1 && !a->pki; q++) {
+    if (!a->plain) a->pre0 = per_step ? sa : q0 * C, a->ws0 = sa; /* per step: no blocks, the segment's steps */
+    for (int q = q0; q <= q1 && !per_step; q++) {
         if (q == moved) continue;
         int r0 = q * C, n = (r0 + C < a->T ? C : a->T - r0) * B;
         float *p = a->pre + (size_t)(r0 - a->pre0) * B * GH;
@@ -254,6 +265,27 @@ static void run_segment(fused_acts *a, int j)
 }
 
 static void fused_backward(loom_node *nd);
+
+/* Folded embedding: ptab = tab W_ih^T + the bias pre starts from, on the kernel x's rows
+ * would have run (the packed one: each row's bits as x's row's would have been). */
+static int project_table(loom_tape *t, fused_acts *a, loom_tensor *tab, const int *tok)
+{
+    loom_cell *c = a->c;
+    int V = tab->rows, In = c->input_size, GH = c->gates * c->hidden_size;
+    loom_arena *ar = loom_tape_arena(t);
+    const float *bias = a->pk && !c->split_rec ? a->bsum : c->w[2]->data;
+    float *pw = a->pk ? loom_arena_alloc(ar, loom_kernel_pack_size(In, GH) * sizeof(float)) : NULL;
+    if (!(a->ptab = loom_arena_alloc(ar, (size_t)V * GH * sizeof(float))) || (a->pk && !pw)) return 0;
+    a->tok = tok, a->tab = tab;
+    if (pw) {
+        loom_kernel_pack_b(1, In, GH, c->w[0]->data, In, pw);
+        loom_kernel_gemm_packed(V, GH, In, tab->data, In, pw, bias, a->ptab, GH);
+    } else {
+        fill_rows(a->ptab, bias, (size_t)V, GH);
+        loom_kernel_gemm(0, 1, V, GH, In, 1.0f, tab->data, In, c->w[0]->data, In, 1.0f, a->ptab, GH);
+    }
+    return 1;
+}
 
 loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, int B, const unsigned char *keep,
                              loom_tensor *const *init, int K, int row_teams, loom_tensor **y, loom_tensor **last)
@@ -271,8 +303,11 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
     a->team = row_teams ? row_team(c, B) : 1;
     /* The input's projection per step where the team keeps W_ih in cache; else per block, on
      * OpenBLAS: at every step it would stream W_ih from memory (L's 16 MiB). */
-    int packed = packed_rec(c), packed_in = packed && a->team > 1;
-    size_t steps = plain ? (size_t)T : (size_t)a->K, psteps = plain || packed_in ? steps : steps + 2 * (size_t)a->C;
+    loom_tensor *tab = NULL;
+    const int *tok = loom_op_embedding_source(t, x, &tab);
+    int fold = tok && tab->cols == c->input_size && loom_seq_embedding_folds(tab->rows, N);
+    int packed = packed_rec(c), packed_in = packed && a->team > 1 && !fold;
+    size_t steps = plain ? (size_t)T : (size_t)a->K, psteps = plain || packed_in || fold ? steps : steps + 2 * (size_t)a->C;
     if (psteps > (size_t)T) psteps = (size_t)T;
     a->prev = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->prev);
     a->next = loom_arena_alloc(ar, (size_t)a->team * S * sizeof *a->next);
@@ -297,6 +332,8 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
         if (packed_in) loom_kernel_pack_b(1, c->input_size, GH, c->w[0]->data, c->input_size, a->pki);
         for (int i = 0; i < GH; i++) a->bsum[i] = c->w[2]->data[i] + c->w[3]->data[i];
     }
+    if (fold && !project_table(t, a, tab, tok))
+        return loom_tape_fail(t, LOOM_ENOMEM, "%s layer: out of memory for a table of %d rows", c->name, tab->rows), LOOM_ENOMEM;
     for (int j = 0; j < a->nseg; j++) run_segment(a, j);
 
     int n_in = 1 + c->nw + S;
@@ -325,28 +362,41 @@ loom_status loom_layer_fused(loom_tape *t, loom_cell *c, loom_tensor *x, int T, 
  * In x GH rate); g_b, when set, the one bias gradient both biases take (dR is dP). */
 typedef struct bwd_sums {
     float *g_ih_t, *g_b;
+    float *g_tab; /* folded: ptab's gradient [V x GH], each row's dP added into its token's */
 } bwd_sums;
 
 /* Allocates and clears the sums a layer's gradients call for; 0 when out of memory. */
-static int sums_init(loom_tape *t, const loom_cell *c, int dr_is_dp, bwd_sums *s)
+static int sums_init(loom_tape *t, const fused_acts *a, int dr_is_dp, bwd_sums *s)
 {
-    int In = c->input_size, GH = c->gates * c->hidden_size;
-    int thin = c->w[0]->requires_grad && 4 * In < GH;
+    const loom_cell *c = a->c;
+    int In = c->input_size, GH = c->gates * c->hidden_size, V = a->ptab ? a->tab->rows : 0;
+    int thin = !a->ptab && c->w[0]->requires_grad && 4 * In < GH;
     int one_bias = dr_is_dp && c->w[2]->requires_grad && c->w[3]->requires_grad;
+    int tab = a->ptab && (c->w[0]->requires_grad || a->tab->requires_grad);
     loom_arena *ar = loom_tape_arena(t);
     s->g_ih_t = thin ? loom_arena_alloc(ar, (size_t)In * GH * sizeof(float)) : NULL;
     s->g_b = one_bias ? loom_arena_alloc(ar, (size_t)GH * sizeof(float)) : NULL;
-    if ((thin && !s->g_ih_t) || (one_bias && !s->g_b)) return 0;
+    s->g_tab = tab ? loom_arena_alloc(ar, (size_t)V * GH * sizeof(float)) : NULL;
+    if ((thin && !s->g_ih_t) || (one_bias && !s->g_b) || (tab && !s->g_tab)) return 0;
     if (s->g_ih_t) memset(s->g_ih_t, 0, (size_t)In * GH * sizeof(float));
     if (s->g_b) memset(s->g_b, 0, (size_t)GH * sizeof(float));
+    if (s->g_tab) memset(s->g_tab, 0, (size_t)V * GH * sizeof(float));
     return 1;
 }
 
 /* Adds the window's sums to the weights' and biases' gradients. */
-static void sums_add(loom_tape *t, const loom_cell *c, const bwd_sums *s)
+static void sums_add(loom_tape *t, const fused_acts *a, const bwd_sums *s)
 {
+    const loom_cell *c = a->c;
     int In = c->input_size, GH = c->gates * c->hidden_size;
     float *g;
+    if (s->g_tab) { /* folded: back through ptab = tab W_ih^T + bias (the biases took dP's sums already) */
+        int V = a->tab->rows;
+        if (c->w[0]->requires_grad && (g = loom_tape_grad(t, c->w[0])))
+            loom_kernel_gemm(1, 0, GH, In, V, 1.0f, s->g_tab, GH, a->tab->data, In, 1.0f, g, In);
+        if (a->tab->requires_grad && (g = loom_tape_grad(t, a->tab)))
+            loom_kernel_gemm(0, 0, V, In, GH, 1.0f, s->g_tab, GH, c->w[0]->data, In, 1.0f, g, In);
+    }
     if (s->g_ih_t && (g = loom_tape_grad(t, c->w[0]))) /* dW_ih from its transpose */
         LOOM_PFOR(r, GH, {
             for (int i = 0; i < In; i++) g[(size_t)r * In + i] += s->g_ih_t[(size_t)i * GH + r];
@@ -358,7 +408,7 @@ static void sums_add(loom_tape *t, const loom_cell *c, const bwd_sums *s)
 
 /* A block's outputs, for flush_block's slices. */
 typedef struct flush_out {
-    float *gx, *gwi, *gwh, *gbi, *gbh, *gwi_t;
+    float *gx, *gwi, *gwh, *gbi, *gbh, *gwi_t, *gtab;
 } flush_out;
 
 /* Slice id of m of every output of block q (rows r0.. of the window, n of them). */
@@ -381,6 +431,11 @@ static void flush_slice(const fused_acts *a, int r0, int n, const float *dP, con
     if (o->gwh) loom_kernel_gemm(1, 0, hi - lo, H, n, 1.0f, dR + lo, GH, hb, H, 1.0f, o->gwh + (size_t)lo * H, H);
     if (o->gbi) loom_kernel_add_colsum_range(o->gbi, dP, n, GH, lo, hi);
     if (o->gbh) loom_kernel_add_colsum_range(o->gbh, dR, n, GH, lo, hi);
+    for (int r = 0; o->gtab && r < n; r++) { /* folded: in row order, so no split changes a bit */
+        float *d = o->gtab + (size_t)a->tok[(size_t)r0 * B + r] * GH;
+        const float *p = dP + (size_t)r * GH;
+        for (int i = lo; i < hi; i++) d[i] += p[i];
+    }
 }
 
 /* The GEMMs of block q once its pre-activation gradients are in dP (and dR):
@@ -396,12 +451,13 @@ static void flush_block(loom_tape *t, const fused_acts *a, int q, const float *d
     loom_tensor *x = a->x, *Wi = c->w[0], *Wh = c->w[1], *bi = c->w[2], *bh = c->w[3];
     int r0 = q * a->C, n = (r0 + a->C < a->T ? a->C : a->T - r0) * a->B;
     /* Every output's pointer first: loom_tape_grad may allocate, which a team must not do. */
-    flush_out o = {!dx_done && x->requires_grad ? loom_tape_grad(t, x) : NULL,
-                   !sums->g_ih_t && Wi->requires_grad ? loom_tape_grad(t, Wi) : NULL,
+    flush_out o = {!dx_done && !a->ptab && x->requires_grad ? loom_tape_grad(t, x) : NULL,
+                   !sums->g_ih_t && !a->ptab && Wi->requires_grad ? loom_tape_grad(t, Wi) : NULL,
                    Wh->requires_grad ? loom_tape_grad(t, Wh) : NULL,
                    sums->g_b ? sums->g_b : bi->requires_grad ? loom_tape_grad(t, bi) : NULL,
                    !sums->g_b && bh->requires_grad ? loom_tape_grad(t, bh) : NULL,
-                   sums->g_ih_t};
+                   sums->g_ih_t,
+                   sums->g_tab};
     /* Outside a row team too, from the size at which a GEMM would split over the team anyway (L: 1.6%). */
     double work = (double)n * c->gates * c->hidden_size * (c->input_size + c->hidden_size);
     int nt = a->team > 1                                                ? a->team
@@ -537,7 +593,7 @@ static void fused_backward(loom_node *nd)
     if (pk) loom_kernel_pack_b(0, GH, H, c->w[1]->data, H, pk);
     if (pkx) loom_kernel_pack_b(0, GH, c->input_size, c->w[0]->data, c->input_size, pkx);
     bwd_sums sums; /* added to the flat gradients once the window is done */
-    if (!sums_init(t, c, dR == dP, &sums)) {
+    if (!sums_init(t, a, dR == dP, &sums)) {
         loom_tape_fail(t, LOOM_ENOMEM, "%s layer backward: out of memory", c->name);
         return;
     }
@@ -565,7 +621,7 @@ static void fused_backward(loom_node *nd)
             loom_tape_poll(t); /* lets work overlapped with backward (an all-reduce) progress */
         }
     }
-    sums_add(t, c, &sums);
+    sums_add(t, a, &sums);
     float *g;
     for (int i = 4; i < c->nw; i++)
         if (dw[i] && (g = loom_tape_grad(t, c->w[i]))) loom_kernel_add_colsum(g, dw[i], B, c->w[i]->cols);

@@ -234,6 +234,11 @@ loom_status loom_seq_forward(loom_seq *s, loom_tape *t, loom_tensor *x, int T, i
  * encoder's final state starting a decoder. */
 loom_status loom_seq_forward_from(loom_seq *s, loom_tape *t, loom_tensor *x, int T, int B, const int *lengths,
                                   int train, loom_tensor *const *init, loom_rng *rng, loom_seq_out *out);
+/* A fused layer whose input x is loom_op_embedding's output (a character model's first
+ * layer) projects the table's rows once per window, and takes the gradient through them,
+ * in place of the T*B rows gathered from it, when this says that is less work: vocab at
+ * most half the rows. The same function; backward sums in another order, so other bits. */
+int loom_seq_embedding_folds(int vocab, int rows);
 /* Per-row weights [T*B] for losses: 1 while t < lengths[b], else 0 (lengths NULL: all 1). */
 void loom_seq_length_weights(const int *lengths, int T, int B, float *w);
 

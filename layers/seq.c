@@ -166,6 +166,8 @@ void loom_seq_set_shard(loom_seq *s, int row0, int global_batch)
     s->shard_batch = global_batch;
 }
 
+int loom_seq_embedding_folds(int vocab, int rows) { return vocab > 0 && (long long)vocab * 2 <= rows; }
+
 void loom_seq_length_weights(const int *lengths, int T, int B, float *w)
 {
     if (!w && T > 0 && B > 0) {
