@@ -55,21 +55,25 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The step's FLOPs as loom does them: forward's multiply-adds x2, and backward's twice
- * forward's. Where the first layer folds the embedding (loom_seq_embedding_folds over a
- * rank's rows), its input projection is the table's rows on each rank, not every token's.
- * The peephole cell has the LSTM's four gates, so the same GEMMs. */
+/* The step's FLOPs (2 per multiply-add): the products the model needs, as loom runs them.
+ * Per layer: forward's input and recurrent projections; backward's two weight gradients,
+ * the state's gradient through W_hh at every step but the first (the initial state here
+ * is a constant) and the input's gradient where the input takes one (an embedding's or a
+ * layer's, not S, M and L's constant inputs). Where the first layer folds the embedding
+ * (loom_seq_embedding_folds over a rank's rows), its three input products are over the
+ * table's rows, on each rank. The head: three. torch_ref.py counts the same products
+ * but the fold's. The peephole cell has the LSTM's four gates, so the same GEMMs. */
 static double step_flops(const config *c, int ranks, int rows)
 {
-    double per_token = 0, per_rank = 0;
+    double G = 2.0 * 4 * c->hidden, tok = (double)c->batch * c->steps_t, f = 0;
     for (int l = 0; l < c->layers; l++) {
-        int in = l ? c->hidden : c->input;
-        if (l == 0 && c->vocab && loom_seq_embedding_folds(c->vocab, c->steps_t * rows))
-            per_rank += 2.0 * 4 * c->hidden * in * c->vocab, in = 0;
-        per_token += 2.0 * 4 * c->hidden * (in + c->hidden);
+        int in = l ? c->hidden : c->input, dx = l > 0 || c->vocab;
+        f += G * c->hidden * (3 * tok - c->batch);
+        if (l == 0 && c->vocab && loom_seq_embedding_folds(c->vocab, c->steps_t * rows)) f += 3 * G * in * c->vocab * ranks;
+        else f += G * in * (2 + dx) * tok;
     }
-    if (c->vocab) per_token += 2.0 * c->hidden * c->vocab;
-    return 3.0 * (per_token * c->batch * c->steps_t + per_rank * ranks);
+    if (c->vocab) f += 3 * 2.0 * c->hidden * c->vocab * tok;
+    return f;
 }
 
 /* One configuration's model and synthetic data, as a trainer task over this rank's rows. */

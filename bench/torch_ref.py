@@ -29,10 +29,16 @@ CONFIGS = {  # name: (input, hidden, batch, steps, layers, vocab, embed)
 
 
 def step_flops(i, h, b, t, layers, vocab):
-    per_token = sum(2.0 * 4 * h * ((h if l else i) + h) for l in range(layers))
+    """The products the model needs, as bench.c counts them (but its embedding fold): per layer
+    the projections, the two weight gradients, the state's gradient past the first step and
+    the input's gradient where the input takes one; the head's three."""
+    g, tok, f = 2.0 * 4 * h, b * t, 0.0
+    for l in range(layers):
+        dx = 1 if l or vocab else 0
+        f += g * h * (3 * tok - b) + g * (h if l else i) * (2 + dx) * tok
     if vocab:
-        per_token += 2.0 * h * vocab
-    return 3.0 * per_token * b * t
+        f += 3 * 2.0 * h * vocab * tok
+    return f
 
 
 def loaded_blas():
