@@ -193,7 +193,7 @@ loom_tensor *loom_op_embedding(loom_tape *t, loom_tensor *table, const int *idx,
 
 const int *loom_op_embedding_source(const loom_tape *t, const loom_tensor *x, loom_tensor **table)
 {
-    if (!t || !x) return NULL;
+    if (!t || !x || !x->requires_grad) return NULL; /* a recorded op's output needs a gradient: else no node made x */
     for (int k = loom_tape_length(t) - 1; k >= 0; k--) { /* from the last: a consumer usually follows at once */
         const loom_node *nd = loom_tape_node(t, k);
         if (nd->out != x) continue;
