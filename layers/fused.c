@@ -149,6 +149,22 @@ static void fill_rows(float *dst, const float *bias, size_t n, int w)
     for (size_t r = 0; r < n; r++) memcpy(dst + r * w, bias, (size_t)w * sizeof(float));
 }
 
+/* The bias the input's projection starts from: b_ih, and b_hh too where the packed
+ * recurrent GEMM adds onto pre with no bias of its own (an unsplit cell). */
+static const float *input_bias(const fused_acts *a)
+{
+    return a->pk && !a->c->split_rec ? a->bsum : a->c->w[2]->data;
+}
+
+/* n rows of input projected on OpenBLAS: dst = input_bias + src W_ih^T. */
+static void project_rows(const fused_acts *a, int n, const float *src, float *dst)
+{
+    const loom_cell *c = a->c;
+    int In = c->input_size, GH = c->gates * c->hidden_size;
+    fill_rows(dst, input_bias(a), (size_t)n, GH);
+    loom_kernel_gemm(0, 1, n, GH, In, 1.0f, src, In, c->w[0]->data, In, 1.0f, dst, GH);
+}
+
 static int step_all_kept(const unsigned char *keep, int B)
 {
     for (int b = 0; b < B; b++)
@@ -179,7 +195,7 @@ static void forward_rows(fused_acts *a, int sa, int sb, int r0, int r1, const fl
             int In = c->input_size;
             if (a->pki)
                 loom_kernel_gemm_packed(n, GH, In, a->x->data + ((size_t)s * B + r0) * In, In, a->pki,
-                                        c->split_rec ? c->w[2]->data : a->bsum, tl.pre + (size_t)r0 * GH, GH);
+                                        input_bias(a), tl.pre + (size_t)r0 * GH, GH);
             loom_kernel_gemm_packed(n, GH, H, hp, H, a->pk, c->split_rec ? c->w[3]->data : NULL, rp, GH);
         } else {
             if (c->split_rec) fill_rows(rp, c->w[3]->data, (size_t)n, GH);
@@ -253,8 +269,7 @@ static void run_segment(fused_acts *a, int j)
         if (q == moved) continue;
         int r0 = q * C, n = (r0 + C < a->T ? C : a->T - r0) * B;
         float *p = a->pre + (size_t)(r0 - a->pre0) * B * GH;
-        fill_rows(p, a->pk && !c->split_rec ? a->bsum : c->w[2]->data, (size_t)n, GH); /* packed: b_hh here too */
-        loom_kernel_gemm(0, 1, n, GH, In, 1.0f, a->x->data + (size_t)r0 * B * In, In, c->w[0]->data, In, 1.0f, p, GH);
+        project_rows(a, n, a->x->data + (size_t)r0 * B * In, p);
     }
     if (a->team > 1) {
         fwd_span sp = {a, sa, sb};
@@ -273,17 +288,14 @@ static int project_table(loom_tape *t, fused_acts *a, loom_tensor *tab, const in
     loom_cell *c = a->c;
     int V = tab->rows, In = c->input_size, GH = c->gates * c->hidden_size;
     loom_arena *ar = loom_tape_arena(t);
-    const float *bias = a->pk && !c->split_rec ? a->bsum : c->w[2]->data;
     float *pw = a->pk ? loom_arena_alloc(ar, loom_kernel_pack_size(In, GH) * sizeof(float)) : NULL;
     if (!(a->ptab = loom_arena_alloc(ar, (size_t)V * GH * sizeof(float))) || (a->pk && !pw)) return 0;
     a->tok = tok, a->tab = tab;
     if (pw) {
         loom_kernel_pack_b(1, In, GH, c->w[0]->data, In, pw);
-        loom_kernel_gemm_packed(V, GH, In, tab->data, In, pw, bias, a->ptab, GH);
-    } else {
-        fill_rows(a->ptab, bias, (size_t)V, GH);
-        loom_kernel_gemm(0, 1, V, GH, In, 1.0f, tab->data, In, c->w[0]->data, In, 1.0f, a->ptab, GH);
-    }
+        loom_kernel_gemm_packed(V, GH, In, tab->data, In, pw, input_bias(a), a->ptab, GH);
+    } else
+        project_rows(a, V, tab->data, a->ptab);
     return 1;
 }
 
