@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The README's benchmark series, back to back: ROUNDS rounds of loom (bench --peak 4096,
-# all configurations, the default threads) each followed by PyTorch's two set-ups
-# (torch_ref.py); then loom on 1 thread; then one round with OPENBLAS_CORETYPE unset; then
-# M on 2 MPI ranks x 1 thread against 1 rank x 2 threads, twice (when mpirun is there).
-# Logs go to OUT (default bench-series-<date>), then the ratios the README quotes
-# (bench/series_summary.py); about 6 minutes for 3 rounds on 2 cores.
+# The README's benchmark series, back to back: ROUNDS rounds, each running every
+# configuration as a pair, loom (bench --peak 4096, the default threads, its own process)
+# then PyTorch's two set-ups (torch_ref.py), so that each pair and the sgemm peak its share
+# is taken of are measured within a minute of each other: this machine's speed moves by
+# up to 10% from one minute to the next. Then loom on 1 thread; then one round with
+# OPENBLAS_CORETYPE unset, paired the same way; then M on 2 MPI ranks x 1 thread against
+# 1 rank x 2 threads, twice (when mpirun is there). Logs go to OUT (default
+# bench-series-<date>), then the ratios the README quotes and their medians over the
+# rounds (bench/series_summary.py); about 8 minutes for 3 rounds on 2 cores.
 # Usage: bash bench/series.sh [build dir, default build/test] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,14 +26,23 @@ fi
 mkdir -p "$OUT"
 { date; uname -a; grep -m1 'model name' /proc/cpuinfo; nproc; echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset}";
   git rev-parse HEAD; uptime; } >"$OUT/machine.txt" || true
+CONFIGS="S M L C"
+# One round: each configuration's loom run (peak first) and PyTorch run, back to back.
+# $1: the round's name in the log files; the rest: a command prefix (env -u ...).
+round() {
+    local name=$1
+    shift
+    for c in $CONFIGS; do
+        "$@" "$BENCH" --config "$c" --peak 4096 >"$OUT/loom-$name-$c.txt"
+        "$@" /usr/bin/python3 bench/torch_ref.py --config "$c" >"$OUT/torch-$name-$c.txt"
+    done
+}
 for r in $(seq 1 "$ROUNDS"); do
     echo "round $r" >&2
-    "$BENCH" --config all --peak 4096 >"$OUT/loom-$r.txt"
-    /usr/bin/python3 bench/torch_ref.py >"$OUT/torch-$r.txt"
+    round "$r" env
 done
 "$BENCH" --config all --peak 4096 --threads 1 >"$OUT/loom-1thread.txt"
-env -u OPENBLAS_CORETYPE "$BENCH" --config all --peak 4096 >"$OUT/loom-unpinned.txt"
-env -u OPENBLAS_CORETYPE /usr/bin/python3 bench/torch_ref.py >"$OUT/torch-unpinned.txt"
+round unpinned env -u OPENBLAS_CORETYPE
 # M on 2 ranks x 1 thread against 1 rank x 2 threads, alternated twice (the issue's data-parallel target).
 if command -v mpirun >/dev/null; then
     for r in 1 2; do
@@ -44,6 +56,6 @@ for f in "$OUT"/loom-*.txt "$OUT"/mpi-*.txt; do
     [ -e "$f" ] || continue
     echo "== $f"; grep -E '^(sgemm|[SMLC] )' "$f" || echo "(no rows: see the log)"
 done
-for f in "$OUT"/torch-*.txt; do echo "== $f"; sed -n '/best of the set-ups/,$p' "$f"; done
+for f in "$OUT"/torch-*.txt; do echo "== $f"; sed -n '/best of the set-ups/,$p' "$f" | grep -E '^[SMLC] '; done
 echo "== summary (bench/series_summary.py $OUT)"
 /usr/bin/python3 bench/series_summary.py "$OUT"

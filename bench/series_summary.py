@@ -1,19 +1,21 @@
 #!/usr/bin/python3
-"""The ratios the README quotes, read from one bench/series.sh directory: per round,
-loom's tokens/s over PyTorch's best and loom's share of that round's sgemm peak; the
-default threads over 1 thread; the unpinned round; M on 2 ranks x 1 thread over 1 rank
-x 2 threads. Computed here so no figure is copied by hand.
+"""The ratios the README quotes, read from one bench/series.sh directory: per round and
+configuration, loom's tokens/s over PyTorch's best and loom's share of the sgemm peak
+measured just before it, then their medians over the rounds; the default threads over
+1 thread; the unpinned round; M's peak RSS against PyTorch's net figure; M on 2 ranks x
+1 thread over 1 rank x 2 threads. Computed here so no figure is copied by hand.
 Usage: /usr/bin/python3 bench/series_summary.py DIR"""
 import glob
 import os
 import re
+import statistics
 import sys
 
 CONFIGS = ("S", "M", "L", "C")
 
 
 def loom_rows(path):
-    """{config: (ms/step, tokens/s, peak column)} and the sgemm peak, from a bench log."""
+    """{config: (ms/step, tokens/s, peak share in %, RSS MiB)} and the sgemm peak, from a bench log."""
     rows, peak = {}, None
     with open(path) as f:
         for line in f:
@@ -22,7 +24,9 @@ def loom_rows(path):
                 peak = float(m.group(1))
             cols = line.split()
             if cols and cols[0] in CONFIGS and len(cols) > 9:
-                rows[cols[0]] = (float(cols[6]), float(cols[7]), cols[9])
+                share = float(cols[9].rstrip("%")) if cols[9].endswith("%") else None
+                rss = float(cols[-1]) if re.fullmatch(r"[\d.]+", cols[-1]) else None
+                rows[cols[0]] = (float(cols[6]), float(cols[7]), share, rss)
     return rows, peak
 
 
@@ -38,29 +42,73 @@ def torch_best(path):
     return best
 
 
-def ratios(loom, torch):
-    cells = []
+def torch_net_rss(path, config):
+    """[(set-up, peak RSS, RSS after the import)] for config, from a torch_ref.py log."""
+    out, setup, imported = [], None, None
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"== ([\w+]+):", line)
+            if m:
+                setup = m.group(1)
+            m = re.search(r"peak RSS after the import ([\d.]+) MiB", line)
+            if m:
+                imported = float(m.group(1))
+            cols = line.split()
+            if cols and cols[0] == config and len(cols) == 9 and setup and imported is not None:
+                out.append((setup, float(cols[8]), imported))
+    return out
+
+
+def round_pairs(d, name):
+    """{config: (loom's row, that run's sgemm peak, PyTorch's best tokens/s)} for round name."""
+    pairs = {}
     for c in CONFIGS:
-        if c in loom and c in torch:
-            tok, share = loom[c][1], loom[c][2]
-            cells.append(f"{c} {tok:,.0f} / {torch[c]:,.0f} = {tok / torch[c]:.2f}x, {share}")
-    return "; ".join(cells)
+        lp, tp = f"{d}/loom-{name}-{c}.txt", f"{d}/torch-{name}-{c}.txt"
+        if not (os.path.exists(lp) and os.path.exists(tp)):
+            continue
+        (rows, peak), best = loom_rows(lp), torch_best(tp)
+        if c in rows and c in best:
+            pairs[c] = (rows[c], peak, best[c])
+    return pairs
+
+
+def cells(pairs):
+    out = []
+    for c, (row, peak, best) in pairs.items():
+        share = f"{row[2]:.0f}% of {peak}" if row[2] is not None else "no peak"
+        out.append(f"{c} {row[1]:,.0f} / {best:,.0f} = {row[1] / best:.2f}x, {share}")
+    return "; ".join(out)
 
 
 def main(d):
-    n = 1
-    while os.path.exists(f"{d}/loom-{n}.txt") and os.path.exists(f"{d}/torch-{n}.txt"):
-        loom, peak = loom_rows(f"{d}/loom-{n}.txt")
-        print(f"round {n} (sgemm peak {peak}): {ratios(loom, torch_best(f'{d}/torch-{n}.txt'))}")
-        n += 1
-    if n > 1 and os.path.exists(f"{d}/loom-1thread.txt"):
-        one, _ = loom_rows(f"{d}/loom-1thread.txt")
-        last, _ = loom_rows(f"{d}/loom-{n - 1}.txt")
+    rounds = []
+    while round_pairs(d, str(len(rounds) + 1)):
+        rounds.append(round_pairs(d, str(len(rounds) + 1)))
+        print(f"round {len(rounds)}: {cells(rounds[-1])}")
+    if rounds:
+        med = []
+        for c in CONFIGS:
+            got = [r[c] for r in rounds if c in r]
+            if got:
+                ratio = statistics.median(row[1] / best for row, _, best in got)
+                shares = [row[2] for row, _, _ in got if row[2] is not None]
+                share = f", {statistics.median(shares):.0f}% of the peak" if shares else ""
+                med.append(f"{c} {ratio:.2f}x{share}")
+        print(f"median over the {len(rounds)} rounds: " + "; ".join(med))
+    if rounds and os.path.exists(f"{d}/loom-1thread.txt"):
+        one, last = loom_rows(f"{d}/loom-1thread.txt")[0], rounds[-1]
         print("default threads over 1 thread (last round): " +
-              ", ".join(f"{c} {one[c][0] / last[c][0]:.2f}x" for c in CONFIGS if c in one and c in last))
-    if os.path.exists(f"{d}/loom-unpinned.txt") and os.path.exists(f"{d}/torch-unpinned.txt"):
-        loom, peak = loom_rows(f"{d}/loom-unpinned.txt")
-        print(f"unpinned (sgemm peak {peak}): {ratios(loom, torch_best(f'{d}/torch-unpinned.txt'))}")
+              ", ".join(f"{c} {one[c][0] / last[c][0][0]:.2f}x" for c in CONFIGS if c in one and c in last))
+    unpinned = round_pairs(d, "unpinned")
+    if unpinned:
+        print(f"unpinned: {cells(unpinned)}")
+    if rounds and "M" in rounds[-1] and rounds[-1]["M"][0][3] and os.path.exists(f"{d}/torch-{len(rounds)}-M.txt"):
+        loom_rss = rounds[-1]["M"][0][3]
+        nets = [(peak - imp, s, peak, imp) for s, peak, imp in torch_net_rss(f"{d}/torch-{len(rounds)}-M.txt", "M")]
+        if nets:
+            net, s, peak, imp = min(nets)
+            print(f"M peak RSS (last round): loom {loom_rss:.0f} MiB; PyTorch's smaller net {net:.0f} MiB "
+                  f"({s}: {peak:.0f} - {imp:.0f} after the import); loom / net = {loom_rss / net:.2f}")
     for one in sorted(glob.glob(f"{d}/mpi-M-1x2-*.txt")):
         two = one.replace("1x2", "2x1")
         a, b = loom_rows(one)[0].get("M"), loom_rows(two)[0].get("M") if os.path.exists(two) else None

@@ -20,10 +20,10 @@ The twin matches char_lm step for step:
 Time to the --target held-out loss is each side's training time: the wall-clock of its
 steps, evaluations and start-up excluded (loom's from its --log rows, which count
 training time only; torch's timed around each step). Evaluation time and the time from
-launch are shown beside it. loom runs at its default threads; PyTorch in both set-ups of
+launch are shown beside it. loom runs at its default threads; PyTorch in the set-ups of
 bench/torch_ref.py (Debian's pthread OpenBLAS at torch's default threads, the OpenMP
-OpenBLAS at 2 threads), and the faster counts. Each side stops once it reaches the target
-(--full: runs all --steps).
+OpenBLAS at 2 threads, each with glibc's malloc and with tcmalloc), and the fastest
+counts. Each side stops once it reaches the target (--full: runs all --steps).
 
 --check proves the twin (tests/time_to_quality.cmake runs it on a small model): the
 held-out loss before training and the first step's loss (both at the initial weights)
@@ -47,7 +47,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(1, os.path.join(ROOT, "tests"))  # char_lm_torch, shared with tests/torch_interop.py
-from torch_ref import SETUPS, loaded_blas  # noqa: E402  (bench/, this script's folder)
+from torch_ref import SETUPS, loaded_blas, loaded_malloc, setup_env  # noqa: E402  (bench/, this script's folder)
 
 HELDOUT = re.compile(r"^step (\d+): held-out loss ([0-9.]+|nan|inf) nats/char")
 PROGRESS = re.compile(r"^step (\d+)/\d+ \|")
@@ -169,7 +169,7 @@ def torch_child(a):
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     twin = Twin(a.init, a)
-    print("info " + json.dumps({"threads": torch.get_num_threads(), "blas": loaded_blas(), "torch": torch.__version__}),
+    print("info " + json.dumps({"threads": torch.get_num_threads(), "blas": loaded_blas(), "malloc": loaded_malloc(), "torch": torch.__version__}),
           flush=True)
     train_s = eval_s = 0.0
     for k in range(1, a.steps + 1):
@@ -280,11 +280,7 @@ def run_loom(a, work, steps, eval_every, log_every, stop_at_target, show=False):
 
 def run_torch(a, init, setup):
     """A timed torch run in a child process with set-up `setup` (a key of torch_ref.SETUPS)."""
-    libdir, threads = SETUPS[setup]
-    threads = a.threads or threads
-    env = dict(os.environ, LD_LIBRARY_PATH=libdir + ":" + os.environ.get("LD_LIBRARY_PATH", ""))
-    if threads:
-        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
+    env, threads = setup_env(setup, a.threads)
     cmd = [sys.executable, __file__, "--child", "--init", init, "--threads", str(threads), "--data", a.data,
            "--clip", str(a.clip), "--steps", str(a.steps), "--eval-every", str(a.eval_every), "--target", str(a.target)]
     cmd += ["--full"] if a.full else []
@@ -370,12 +366,12 @@ def measure(a, work):
     print("loom: training...", flush=True)
     loom, _, loom_threads = run_loom(a, work, a.steps, a.eval_every, a.eval_every, not a.full, show=True)
     sides = {f"loom, {threads_name(loom_threads)}": loom}
-    setups = list(SETUPS) if a.torch_setup == "both" else [a.torch_setup]
+    setups = list(SETUPS) if a.torch_setup == "all" else [a.torch_setup]
     for s in setups:
-        print(f"torch, {s} OpenBLAS: training...", flush=True)
+        print(f"torch, {s}: training...", flush=True)
         curve, info = run_torch(a, init, s)
-        sides[f"torch, {s} OpenBLAS, {threads_name(info.get('threads'))}"] = curve
-        print(f"  torch {s}: {info.get('threads')} intra-op threads, BLAS: {info.get('blas')}", flush=True)
+        sides[f"torch, {s}, {threads_name(info.get('threads'))}"] = curve
+        print(f"  torch {s}: {info.get('threads')} intra-op threads, BLAS: {info.get('blas')}, malloc: {info.get('malloc')}", flush=True)
 
     names = list(sides)
     print("\nheld-out loss (nats/char) | training s (evaluations excluded) at each evaluation:")
@@ -424,7 +420,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0,
                     help="loom's --threads and torch's threads (0: loom's default, and each torch set-up's own)")
-    ap.add_argument("--torch-setup", default="both", choices=["both", *SETUPS])
+    ap.add_argument("--torch-setup", default="all", choices=["all", *SETUPS])
     ap.add_argument("--full", action="store_true", help="run all --steps, not only until the target")
     ap.add_argument("--work", help="folder for the checkpoint and log (default: a temporary one)")
     ap.add_argument("--json", help="also write the curves to this file")

@@ -1,11 +1,14 @@
 #!/usr/bin/python3
 """PyTorch reference for bench/bench.c: the same configurations, model and
 update (forward + backward + Adam), timed the same way (median of N steps
-after one warm-up). By default PyTorch runs twice, in its two best set-ups on
-Debian, and the better of the two counts: with the pthread OpenBLAS (Debian's
-default) at torch's default threads, and with the OpenMP OpenBLAS at 2
-threads. Each run reports the BLAS it actually loaded (from /proc/self/maps).
---blas pthread|openmp runs one set-up only."""
+after one warm-up). By default PyTorch runs in its best set-ups on Debian, and
+the best of them counts: the pthread OpenBLAS (Debian's default) at torch's
+default threads and the OpenMP OpenBLAS at 2 threads, each with glibc's malloc
+and with tcmalloc (Debian's libtcmalloc-minimal4, preloaded, as PyTorch's CPU
+tuning guide advises: glibc maps and unmaps every tensor over 32 MiB, and the
+page faults cost M a third of its step). Each run reports the BLAS and the
+allocator it actually loaded (from /proc/self/maps). --blas and --malloc pick
+one of each."""
 import argparse
 import os
 import resource
@@ -15,10 +18,37 @@ import sys
 import time
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
-SETUPS = {  # name: (library directory first on the search path, threads; 0: torch's default)
+BLAS = {  # name: (library directory first on the search path, threads; 0: torch's default)
     "pthread": (f"{LIBDIR}/openblas-pthread", 0),
     "openmp": (f"{LIBDIR}/openblas-openmp", 2),
 }
+MALLOCS = {"glibc": None, "tcmalloc": f"{LIBDIR}/libtcmalloc_minimal.so.4"}  # name: library to preload
+# Set-up name: (BLAS, malloc); glibc's is the plain BLAS name.
+SETUPS = {(b if m == "glibc" else f"{b}+{m}"): (b, m) for m in MALLOCS for b in BLAS}
+
+
+def setup_env(name, threads=0):
+    """The environment and thread count (0: torch's default) of set-up `name`, for a child process."""
+    blas, malloc = SETUPS[name]
+    libdir, own = BLAS[blas]
+    threads = threads or own
+    env = dict(os.environ, LD_LIBRARY_PATH=libdir + ":" + os.environ.get("LD_LIBRARY_PATH", ""))
+    env.pop("LD_PRELOAD", None)
+    if MALLOCS[malloc]:
+        if not os.path.exists(MALLOCS[malloc]):
+            sys.exit(f"torch_ref: set-up {name} needs {MALLOCS[malloc]} (apt-get install libtcmalloc-minimal4, "
+                     "or bash scripts/deps.sh test); --malloc glibc leaves it out")
+        env["LD_PRELOAD"] = MALLOCS[malloc]
+    if threads:
+        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
+    return env, threads
+
+
+def loaded_malloc():
+    """The allocator this process runs: a preloaded one if mapped, else glibc's."""
+    with open("/proc/self/maps") as f:
+        maps = f.read()
+    return next((m for m in MALLOCS if MALLOCS[m] and os.path.basename(MALLOCS[m]).split(".")[0] in maps), "glibc")
 
 CONFIGS = {  # name: (input, hidden, batch, steps, layers, vocab, embed)
     "S": (123, 320, 64, 100, 1, 0, 0),
@@ -110,6 +140,7 @@ def child(a):
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, BLAS: {loaded_blas()} ({blas_core()} kernels), "
+          f"malloc: {loaded_malloc()}, "
           f"median of {a.steps} steps (after 1 warm-up); peak RSS after the import {peak_rss_mib():.0f} MiB "
           f"(RSS: the process's peak so far, so run one --config to read a model's alone)")
     print(f"{'config':<6} {'I':>6} {'H':>6} {'B':>4} {'T':>4} {'ms/step':>8} {'tokens/s':>10} {'GFLOP/s':>8} {'RSS MiB':>8}")
@@ -119,14 +150,14 @@ def child(a):
 
 def setup_run(name, a):
     """Runs this script as a child in set-up `name`; returns {config: (tokens/s, GFLOP/s)}."""
-    libdir, threads = SETUPS[name]
-    env = dict(os.environ, LD_LIBRARY_PATH=libdir + ":" + os.environ.get("LD_LIBRARY_PATH", ""))
-    threads = a.threads or threads
-    if threads:
-        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(threads)
+    env, threads = setup_env(name, a.threads)
     cmd = [sys.executable, __file__, "--child", "--config", a.config, "--steps", str(a.steps), "--threads", str(threads)]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    print(f"== {name} OpenBLAS ({libdir}), threads {threads or 'torch default'}")
+    blas, malloc = SETUPS[name]
+    head = next((line for line in out.splitlines() if line.startswith("# torch")), "")
+    if BLAS[blas][0] not in head or f"malloc: {malloc}," not in head:  # a library path that did not take
+        sys.exit(f"torch_ref: set-up {name} did not load {blas} OpenBLAS with {malloc}: {head}")
+    print(f"== {name}: {blas} OpenBLAS ({BLAS[blas][0]}), threads {threads or 'torch default'}, malloc {malloc}")
     print(out, end="", flush=True)
     rows = {}
     for line in out.splitlines():
@@ -141,12 +172,13 @@ def main():
     ap.add_argument("--config", default="all", choices=["all", *CONFIGS])
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: the set-up's own)")
-    ap.add_argument("--blas", default="both", choices=["both", *SETUPS])
+    ap.add_argument("--blas", default="both", choices=["both", *BLAS])
+    ap.add_argument("--malloc", default="both", choices=["both", *MALLOCS])
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         return child(a)
-    names = list(SETUPS) if a.blas == "both" else [a.blas]
+    names = [n for n, (b, m) in SETUPS.items() if a.blas in ("both", b) and a.malloc in ("both", m)]
     results = {n: setup_run(n, a) for n in names}
     print("== best of the set-ups")
     print(f"{'config':<6} {'tokens/s':>10} {'GFLOP/s':>8}  set-up")

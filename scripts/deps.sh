@@ -6,7 +6,7 @@ pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hd
       libcriterion-dev libopenblas-openmp-dev fortunes festlex-cmu
       wamerican wngerman wfrench wspanish witalian wdutch wportuguese wswedish)
 if [ "$mode" = test ]; then
-  pkgs+=(python3-torch python3-h5py python3-numpy libopenblas0-pthread)
+  pkgs+=(python3-torch python3-h5py python3-numpy libopenblas0-pthread libtcmalloc-minimal4)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

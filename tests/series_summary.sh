@@ -1,17 +1,37 @@
 #!/bin/sh
-# bench/series_summary.py on a made-up series whose ratios are known by hand: 9,000 / 6,000
-# tokens/s is 1.50x, and 300 ms on 1 rank x 2 threads against 315 on 2 x 1 is 0.95x.
+# bench/series_summary.py on a made-up series whose figures are known by hand: C's three
+# rounds are 9,000 / 6,000 = 1.50x at 90%, 8,000 / 6,400 = 1.25x at 80% and 9,900 / 6,000
+# = 1.65x at 95% (medians 1.50x, 90%); 500 ms on 1 thread against the last round's 250 is
+# 2.00x; M's 150 MiB against PyTorch's smaller net, 600 - 227 = 373 MiB, is 0.40; 300 ms
+# on 1 rank x 2 threads against 315 on 2 x 1 is 0.95x.
 set -eu
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
-hdr='config I H B T ranks ms/step tokens/s GFLOP/s peak fma'
-printf 'sgemm peak: 200.0 GFLOP/s\n%s\nC 64 512 50 50 1x2 277.8 9000 180.0 90%% 81%%\n' "$hdr" >"$d/loom-1.txt"
-printf 'config tokens/s\nC 9999 1.0\n== best of the set-ups\nconfig tokens/s GFLOP/s set-up\nC 6000 120.0 openmp\n' >"$d/torch-1.txt"
-printf '%s\nC 64 512 50 50 1x1 500.0 5000 100.0 - -\n' "$hdr" >"$d/loom-1thread.txt"
+hdr='config I H B T ranks ms/step tokens/s GFLOP/s peak fma fwd bwd wait allred optim allred arena RSS'
+loom() { # round, config row (ms, tokens/s, share), peak
+    printf 'sgemm peak: %s GFLOP/s\n%s\n%s 0 0 0 0 1x2 %s 0 0 0 0 0 0 0 100 150\n' "$4" "$hdr" "$2" "$3" >"$d/loom-$1-$2.txt"
+}
+torch() { # round, config, best tokens/s
+    printf '== pthread: pthread OpenBLAS (x), threads torch default, malloc glibc\n# torch 1.13, peak RSS after the import 230 MiB\n' >"$d/torch-$1-$2.txt"
+    printf '%s 0 0 0 0 1.0 9999 1.0 620\n' "$2" >>"$d/torch-$1-$2.txt"
+    printf '== openmp+tcmalloc: openmp OpenBLAS (y), threads 2, malloc tcmalloc\n# torch 1.13, peak RSS after the import 227 MiB\n' >>"$d/torch-$1-$2.txt"
+    printf '%s 0 0 0 0 1.0 9999 1.0 600\n' "$2" >>"$d/torch-$1-$2.txt"
+    printf '== best of the set-ups\nconfig tokens/s GFLOP/s set-up\n%s %s 120.0 openmp\n' "$2" "$3" >>"$d/torch-$1-$2.txt"
+}
+loom 1 C '277.8 9000 0 90%' 200.0; torch 1 C 6000
+loom 2 C '312.5 8000 0 80%' 190.0; torch 2 C 6400
+loom 3 C '250.0 9900 0 95%' 205.0; torch 3 C 6000
+loom 3 M '365.7 17500 0 88%' 205.0; torch 3 M 8000
+loom unpinned C '150.0 16000 0 80%' 390.0; torch unpinned C 8000
+printf '%s\nC 0 0 0 0 1x1 500.0 5000 100.0 - -\n' "$hdr" >"$d/loom-1thread.txt"
 printf '%s\nM 512 512 64 100 1x2 300.0 21333 230.0 - -\n' "$hdr" >"$d/mpi-M-1x2-1.txt"
 printf '%s\nM 512 512 64 100 2x1 315.0 20317 220.0 - -\n' "$hdr" >"$d/mpi-M-2x1-1.txt"
 out=$(/usr/bin/python3 "$(dirname "$0")/../bench/series_summary.py" "$d")
 echo "$out"
-echo "$out" | grep -q 'round 1 (sgemm peak 200.0): C 9,000 / 6,000 = 1.50x, 90%'
-echo "$out" | grep -q 'default threads over 1 thread (last round): C 1.80x'
+echo "$out" | grep -q '^round 1: C 9,000 / 6,000 = 1.50x, 90% of 200.0$'
+echo "$out" | grep -q '^round 3: M 17,500 / 8,000 = 2.19x, 88% of 205.0; C 9,900 / 6,000 = 1.65x, 95% of 205.0$'
+echo "$out" | grep -q '^median over the 3 rounds: M 2.19x, 88% of the peak; C 1.50x, 90% of the peak$'
+echo "$out" | grep -q 'default threads over 1 thread (last round): C 2.00x'
+echo "$out" | grep -q '^unpinned: C 16,000 / 8,000 = 2.00x, 80% of 390.0$'
+echo "$out" | grep -q 'loom 150 MiB; PyTorch.s smaller net 373 MiB (openmp+tcmalloc: 600 - 227 after the import); loom / net = 0.40'
 echo "$out" | grep -q '300.0 / 315.0 ms = 0.95x'
