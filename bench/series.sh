@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's benchmark series, back to back: ROUNDS rounds, each running every
 # configuration as a pair, loom (bench --peak 4096, the default threads, its own process)
-# then PyTorch's two set-ups (torch_ref.py), so that each pair and the sgemm peak its share
+# then PyTorch's four set-ups (torch_ref.py), so that each pair and the sgemm peak its share
 # is taken of are measured within a minute of each other: this machine's speed moves by
 # up to 10% from one minute to the next. Then loom on 1 thread; then one round with
 # OPENBLAS_CORETYPE unset, paired the same way; then M on 2 MPI ranks x 1 thread against
