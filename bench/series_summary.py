@@ -82,9 +82,9 @@ def cells(pairs):
 
 def main(d):
     rounds = []
-    while round_pairs(d, str(len(rounds) + 1)):
-        rounds.append(round_pairs(d, str(len(rounds) + 1)))
-        print(f"round {len(rounds)}: {cells(rounds[-1])}")
+    while pairs := round_pairs(d, str(len(rounds) + 1)):
+        rounds.append(pairs)
+        print(f"round {len(rounds)}: {cells(pairs)}")
     if rounds:
         med = []
         for c in CONFIGS:
