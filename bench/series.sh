@@ -2,12 +2,13 @@
 # The README's benchmark series, back to back: ROUNDS rounds, each running every
 # configuration as a pair, loom (bench --peak 4096, the default threads, its own process)
 # then PyTorch's four set-ups (torch_ref.py), so that each pair and the sgemm peak its share
-# is taken of are measured within a minute of each other: this machine's speed moves by
-# up to 10% from one minute to the next. Then loom on 1 thread; then one round with
+# is taken of are measured within a minute of each other (this machine's speed moves by
+# up to 10% from one minute to the next); each round ends with the adding problem at 1, 2
+# and the default threads. Then loom on 1 thread; then one round with
 # OPENBLAS_CORETYPE unset, paired the same way; then M on 2 MPI ranks x 1 thread against
 # 1 rank x 2 threads, twice (when mpirun is there). Logs go to OUT (default
 # bench-series-<date>), then the ratios the README quotes and their medians over the
-# rounds (bench/series_summary.py); about 8 minutes for 3 rounds on 2 cores.
+# rounds (bench/series_summary.py); about 9 minutes for 3 rounds on 2 cores.
 # Usage: bash bench/series.sh [build dir, default build/test] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +38,22 @@ round() {
         "$@" /usr/bin/python3 bench/torch_ref.py --config "$c" >"$OUT/torch-$name-$c.txt"
     done
 }
+# The adding problem (H = 64, B = 64, T = 100, 200 steps, the LSTM and the RNN), wall time at
+# 1 thread, 2 threads and the default: the issue's "default never slower than a fixed count".
+adding() {
+    local s e
+    for t in 1 2 default; do
+        s=$(date +%s.%N)
+        if [ "$t" = default ]; then "$ADDING" --steps 200; else "$ADDING" --steps 200 --threads "$t"; fi >/dev/null 2>>"$OUT/progress-adding.txt"
+        e=$(date +%s.%N)
+        echo "threads $t: $(echo "$s $e" | awk '{printf "%.3f", $2 - $1}') s"
+    done
+}
+ADDING="$BUILD/examples/adding_problem"
 for r in $(seq 1 "$ROUNDS"); do
     echo "round $r" >&2
     round "$r" env
+    if [ -x "$ADDING" ]; then adding >"$OUT/adding-$r.txt"; fi
 done
 "$BENCH" --config all --peak 4096 --threads 1 >"$OUT/loom-1thread.txt"
 round unpinned env -u OPENBLAS_CORETYPE
