@@ -95,6 +95,14 @@ def round_pairs(d, name):
     return pairs
 
 
+def all_rounds(d):
+    """Round 1, 2, ... of directory d, up to the first missing one."""
+    rounds = []
+    while pairs := round_pairs(d, str(len(rounds) + 1)):
+        rounds.append(pairs)
+    return rounds
+
+
 def adding_times(path):
     """{'1' | '2' | 'default': wall seconds} from an adding-<round>.txt of series.sh."""
     out = {}
@@ -123,9 +131,7 @@ def bench_cols(path, config):
 def table(d):
     """The README's main table: per configuration its median round, loom's figures (and on
     1 thread), each PyTorch set-up's tokens/s, and loom over both anchors."""
-    rounds = []
-    while pairs := round_pairs(d, str(len(rounds) + 1)):
-        rounds.append(pairs)
+    rounds = all_rounds(d)
     setups = ("pthread", "openmp", "pthread+tcmalloc", "openmp+tcmalloc")
     print("| config | I | H | B | T | round | loom, default threads | % of sgemm peak | % of FMA ceiling | loom 1 thread | "
           + " | ".join(f"torch {s}" for s in setups) + " | loom / torch's best | loom / torch's best on glibc |")
@@ -147,10 +153,9 @@ def table(d):
 
 
 def main(d):
-    rounds = []
-    while pairs := round_pairs(d, str(len(rounds) + 1)):
-        rounds.append(pairs)
-        print(f"round {len(rounds)}: {cells(pairs)}")
+    rounds = all_rounds(d)
+    for i, pairs in enumerate(rounds):
+        print(f"round {i + 1}: {cells(pairs)}")
     if rounds:
         med = []
         for c in CONFIGS:
@@ -163,7 +168,7 @@ def main(d):
         print(f"median over the {len(rounds)} rounds: " + "; ".join(med))
         glibc = []
         for c in CONFIGS:
-            got = [row[1] / g for r in rounds if c in r for row, _, _, g in [r[c]] if g]
+            got = [r[c][0][1] / r[c][3] for r in rounds if c in r and r[c][3]]
             if got:
                 glibc.append(f"{c} {statistics.median(got):.2f}x ({', '.join(f'{x:.2f}x' for x in got)})")
         if glibc:
