@@ -46,40 +46,27 @@ def torch_best(path):
 
 
 def torch_setups(path, config):
-    """{set-up: tokens/s} for config, each set-up's own row of a torch_ref.py log."""
-    out, setup = {}, None
+    """{set-up: (tokens/s, peak RSS, RSS after the import)} for config: each set-up's own
+    row of a torch_ref.py log (the import's figure None where the header lacks it)."""
+    out, setup, imported = {}, None, None
     with open(path) as f:
         for line in f:
             m = re.match(r"== ([\w+]+):", line)
             if m:
-                setup = m.group(1)
+                setup, imported = m.group(1), None
+            m = re.search(r"peak RSS after the import ([\d.]+) MiB", line)
+            if m:
+                imported = float(m.group(1))
             cols = line.split()
             if cols and cols[0] == config and len(cols) == 9 and setup:
-                out[setup] = float(cols[6])
+                out[setup] = (float(cols[6]), float(cols[8]), imported)
     return out
 
 
 def glibc_best(path, config):
     """The guide's anchor: the better of the set-ups on glibc's malloc (the two BLAS builds)."""
-    got = [tok for s, tok in torch_setups(path, config).items() if "+" not in s]
+    got = [tok for s, (tok, _, _) in torch_setups(path, config).items() if "+" not in s]
     return max(got) if got else None
-
-
-def torch_net_rss(path, config):
-    """[(set-up, peak RSS, RSS after the import)] for config, from a torch_ref.py log."""
-    out, setup, imported = [], None, None
-    with open(path) as f:
-        for line in f:
-            m = re.match(r"== ([\w+]+):", line)
-            if m:
-                setup = m.group(1)
-            m = re.search(r"peak RSS after the import ([\d.]+) MiB", line)
-            if m:
-                imported = float(m.group(1))
-            cols = line.split()
-            if cols and cols[0] == config and len(cols) == 9 and setup and imported is not None:
-                out.append((setup, float(cols[8]), imported))
-    return out
 
 
 def round_pairs(d, name):
@@ -148,7 +135,7 @@ def table(d):
         torch = torch_setups(f"{d}/torch-{n}-{c}.txt", c)
         print(f"| {c} | {' | '.join(cols[1:5])} | {n} | {float(cols[7]):,.0f} tok/s, {cols[8]} GFLOP/s | "
               f"{cols[9]} of {peak} | {cols[10]} | " + (f"{float(solo[7]):,.0f}, {solo[8]}" if solo else "-") + " | "
-              + " | ".join(f"{torch[s]:,.0f}" if s in torch else "-" for s in setups)
+              + " | ".join(f"{torch[s][0]:,.0f}" if s in torch else "-" for s in setups)
               + f" | **{ratio:.2f}x** | " + (f"{row[1] / glibc:.2f}x |" if glibc else "- |"))
 
 
@@ -190,7 +177,8 @@ def main(d):
         print(f"unpinned: {cells(unpinned)}")
     if rounds and "M" in rounds[-1] and rounds[-1]["M"][0][3] and os.path.exists(f"{d}/torch-{len(rounds)}-M.txt"):
         loom_rss = rounds[-1]["M"][0][3]
-        nets = [(peak - imp, s, peak, imp) for s, peak, imp in torch_net_rss(f"{d}/torch-{len(rounds)}-M.txt", "M")]
+        nets = [(peak - imp, s, peak, imp) for s, (_, peak, imp) in torch_setups(f"{d}/torch-{len(rounds)}-M.txt", "M").items()
+                if imp is not None]
         for label, pick in (("smaller", nets), ("smaller glibc", [n for n in nets if "+" not in n[1]])):
             if pick:
                 net, s, peak, imp = min(pick)
